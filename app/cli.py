@@ -1,0 +1,190 @@
+"""The `progsearch` command: one entry point with subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from index.errors import ProgsearchError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="progsearch", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ix = sub.add_parser("index", help="build an index from a BEIR folder, JSONL/NDJSON or CSV")
+    ix.add_argument("source", type=Path)
+    ix.add_argument("--out", type=Path, required=True, help="index folder (created if missing)")
+    ix.add_argument("--format", default="auto", choices=["auto", "beir", "jsonl", "csv"])
+    ix.add_argument("--id-field", default=None, help="default: _id for BEIR, id otherwise")
+    ix.add_argument("--title-field", default="title")
+    ix.add_argument("--text-field", default="text")
+    ix.add_argument(
+        "--on-error",
+        default="skip",
+        choices=["skip", "stop"],
+        help="skip a bad line with a warning, or stop at it",
+    )
+    ix.add_argument("--workers", type=int, default=2, help="analysis processes")
+    ix.add_argument("--title-weight", type=float, default=2.0)
+    ix.add_argument("--k1", type=float, default=1.2)
+    ix.add_argument("--b", type=float, default=0.75)
+    ix.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    se = sub.add_parser("search", help="search an index from the command line")
+    se.add_argument("index", type=Path)
+    se.add_argument("query")
+    se.add_argument("-k", type=int, default=10)
+    se.add_argument(
+        "--prefix",
+        action="store_true",
+        help="treat the last word as unfinished (search as you type)",
+    )
+    se.add_argument("--json", action="store_true")
+
+    ev = sub.add_parser("eval", help="nDCG@10, Recall@100 and MRR@10 of each phase on BEIR data")
+    ev.add_argument("index", type=Path)
+    ev.add_argument("--dataset", type=Path, required=True)
+    ev.add_argument("--split", default="test")
+    ev.add_argument("--json", action="store_true")
+
+    ve = sub.add_parser("verify", help="check an index's files against its manifest checksums")
+    ve.add_argument("index", type=Path)
+    return p
+
+
+def _index(args: argparse.Namespace) -> int:
+    from index.analyzer import AnalyzerSettings
+    from index.snapshot import BuildOptions, write_snapshot
+    from index.sources import open_source
+    from rankers.bm25 import BM25Params
+
+    if args.workers < 1:
+        raise ProgsearchError(f"--workers must be at least 1, got {args.workers}")
+    source = open_source(
+        args.source,
+        fmt=args.format,
+        id_field=args.id_field,
+        title_field=args.title_field,
+        text_field=args.text_field,
+        on_error=args.on_error,
+    )
+    options = BuildOptions(
+        analyzer=AnalyzerSettings(),
+        bm25=BM25Params(k1=args.k1, b=args.b, title_weight=args.title_weight),
+        workers=args.workers,
+        progress=not args.quiet,
+    )
+    started = time.perf_counter()
+    folder = write_snapshot(source, args.out, options)
+    took = time.perf_counter() - started
+    manifest = json.loads((folder / "manifest.json").read_text())
+    n = manifest["counts"]["docs"]
+    print(
+        f"indexed {n} documents into {folder} in {took:.1f} s ({n / max(took, 1e-9):,.0f} docs/s)"
+    )
+    if source.problems:
+        print(f"skipped {len(source.problems)} bad lines (see the warnings above)", file=sys.stderr)
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from index.snapshot import load_snapshot
+    from rankers.keyword import KeywordRanker
+
+    if not 1 <= args.k <= 10_000:
+        raise ProgsearchError(f"-k must be between 1 and 10000, got {args.k}")
+    snapshot = load_snapshot(args.index)
+    ranker = KeywordRanker(snapshot)
+    started = time.perf_counter()
+    result = ranker.search(args.query, args.k, prefix=args.prefix)
+    took_ms = (time.perf_counter() - started) * 1e3
+    docs = snapshot.docs.get_many([int(d) for d in result.docs])
+    hits: list[dict[str, Any]] = [
+        {
+            "rank": i + 1,
+            "id": d.id if d else "",
+            "score": round(float(s), 4),
+            "title": d.title if d else "",
+        }
+        for i, (d, s) in enumerate(zip(docs, result.scores, strict=True))
+    ]
+    out = {
+        "query": args.query,
+        "took_ms": round(took_ms, 3),
+        "corrections": [c.__dict__ for c in result.corrections],
+        "expansion": result.expansion.__dict__ if result.expansion else None,
+        "unknown": list(result.unknown),
+        "hits": hits,
+    }
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False))
+        return 0
+    if result.corrections:
+        print(
+            "showing results for: "
+            + ", ".join(f"{c.original} -> {c.corrected}" for c in result.corrections)
+        )
+    if result.expansion:
+        print(f"completed {result.expansion.prefix!r} to {', '.join(result.expansion.completions)}")
+    for h in hits:
+        print(f"{h['rank']:>3}  {h['score']:8.3f}  {h['id']}  {h['title'][:80]}")
+    print(f"{len(hits)} hits in {took_ms:.2f} ms")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from app.evaluate import METRICS, evaluate_snapshot
+    from index.snapshot import load_snapshot
+    from rankers.keyword import KeywordRanker
+
+    snapshot = load_snapshot(args.index)
+    ranker = KeywordRanker(snapshot)
+
+    def keyword(query: str, k: int) -> tuple[list[str], list[float]]:
+        res = ranker.search(query, k)
+        return snapshot.external_ids(res.docs), res.scores.tolist()
+
+    results = evaluate_snapshot(snapshot, args.dataset, args.split, {"keyword": keyword})
+    if args.json:
+        print(json.dumps(results))
+        return 0
+    print(f"{'phase':<10}" + "".join(f"{m:>12}" for m in METRICS))
+    for phase, metrics in results.items():
+        print(f"{phase:<10}" + "".join(f"{metrics[m]:>12.4f}" for m in METRICS))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from index.snapshot import load_snapshot
+
+    snapshot = load_snapshot(args.index, verify=True)
+    print(f"{snapshot.folder}: {snapshot.n_docs} documents, every checksum matches")
+    return 0
+
+
+COMMANDS = {"index": _index, "search": _search, "eval": _eval, "verify": _verify}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="progsearch: %(levelname)s: %(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ProgsearchError as exc:
+        print(f"progsearch: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

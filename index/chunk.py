@@ -1,0 +1,129 @@
+"""Analysis of one chunk of documents into postings, as a pure function.
+
+Run in worker processes at index time. Python touches each token once (a dict lookup giving a
+raw-word id); splitting, stopwords and stemming run once per distinct word, and counting is done
+with numpy sorts, so the cost per token stays small.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from index.analyzer import Analyzer, AnalyzerSettings
+
+__all__ = ["ChunkPostings", "analyze_chunk", "runs"]
+
+I32 = npt.NDArray[np.int32]
+I64 = npt.NDArray[np.int64]
+F32 = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class ChunkPostings:
+    """Postings of a chunk, with chunk-local term and surface numbers.
+
+    `post_term`, `post_doc` and `post_tf` are sorted by term, then document.
+    """
+
+    terms: list[str]
+    surfaces: list[str]
+    surface_term: I32
+    surface_df: I32
+    post_term: I32
+    post_doc: I32
+    post_tf: F32
+    doc_len: F32
+
+
+def runs(sorted_keys: I64) -> tuple[I64, I64]:
+    """Start positions and lengths of the runs of equal values in a sorted array."""
+    if sorted_keys.size == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty
+    starts = np.flatnonzero(np.diff(sorted_keys, prepend=sorted_keys[0] - 1)).astype(np.int64)
+    lengths = np.diff(starts, append=sorted_keys.size).astype(np.int64)
+    return starts, lengths
+
+
+def _expand(raw_ids: I64, ptr: I64, flat: I32) -> tuple[I32, I64]:
+    """Replace each raw word by its surfaces; also return how many each produced."""
+    counts = ptr[raw_ids + 1] - ptr[raw_ids]
+    total = int(counts.sum())
+    first = np.repeat(ptr[raw_ids], counts)
+    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    return flat[first + within], counts
+
+
+def analyze_chunk(
+    titles: list[str], bodies: list[str], settings: AnalyzerSettings, title_weight: float
+) -> ChunkPostings:
+    analyzer = Analyzer(settings)
+    n_docs = len(titles)
+    raw: defaultdict[str, int] = defaultdict()
+    raw.default_factory = raw.__len__
+    lookup = raw.__getitem__
+    ids: list[int] = []
+    field_lens = np.zeros((2, n_docs), dtype=np.int64)
+    for f, texts in enumerate((titles, bodies)):
+        lens = field_lens[f]
+        for i, text in enumerate(texts):
+            words = analyzer.words(text)
+            lens[i] = len(words)
+            ids.extend(map(lookup, words))
+
+    # Per distinct raw word: its surfaces (CSR), then per distinct surface: its stem.
+    surf_ids: dict[str, int] = {}
+    ptr = np.zeros(len(raw) + 1, dtype=np.int64)
+    flat: list[int] = []
+    for r, word in enumerate(raw):
+        for s in analyzer.word_surfaces(word):
+            flat.append(surf_ids.setdefault(s, len(surf_ids)))
+        ptr[r + 1] = len(flat)
+    surfaces = list(surf_ids)
+    stems = analyzer.stem_many(surfaces)
+    term_ids: dict[str, int] = {}
+    surface_term = np.fromiter(
+        (term_ids.setdefault(t, len(term_ids)) for t in stems), dtype=np.int32, count=len(stems)
+    )
+
+    raw_arr = np.asarray(ids, dtype=np.int64)
+    token_doc = np.concatenate(
+        [np.repeat(np.arange(n_docs, dtype=np.int64), field_lens[f]) for f in (0, 1)]
+    )
+    token_field = np.repeat(np.array([1, 0], dtype=np.int64), field_lens.sum(axis=1))
+    surf, counts = _expand(raw_arr, ptr, np.asarray(flat, dtype=np.int32))
+    doc = np.repeat(token_doc, counts)
+    is_title = np.repeat(token_field, counts)
+    term = surface_term[surf].astype(np.int64)
+
+    weights = np.where(is_title == 1, np.float32(title_weight), np.float32(1.0))
+    doc_len = np.bincount(doc, weights=weights, minlength=n_docs).astype(np.float32)
+
+    # Term frequency per (term, doc), title occurrences weighted: sort, then sum runs.
+    key = ((term * max(n_docs, 1) + doc) << 1) | is_title
+    key.sort()
+    starts, lengths = runs(key)
+    pair = key[starts] >> 1
+    weight = np.where((key[starts] & 1) == 1, title_weight, 1.0) * lengths
+    pstarts, _ = runs(pair)
+    tf = np.add.reduceat(weight, pstarts) if pstarts.size else np.empty(0)
+    pairs = pair[pstarts]
+
+    # Document frequency of each surface form (for typo correction and prefix expansion).
+    skey = np.unique(surf.astype(np.int64) * max(n_docs, 1) + doc)
+    surface_df = np.bincount(skey // max(n_docs, 1), minlength=len(surfaces)).astype(np.int32)
+
+    return ChunkPostings(
+        terms=list(term_ids),
+        surfaces=surfaces,
+        surface_term=surface_term,
+        surface_df=surface_df,
+        post_term=(pairs // max(n_docs, 1)).astype(np.int32),
+        post_doc=(pairs % max(n_docs, 1)).astype(np.int32),
+        post_tf=tf.astype(np.float32),
+        doc_len=doc_len,
+    )

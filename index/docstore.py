@@ -1,0 +1,100 @@
+"""The document store: stored fields of every document, in SQLite.
+
+Row `idx` is the document's number in the snapshot arrays. The store is written once, while a
+snapshot is built in its temporary folder, and read-only afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from index.errors import SnapshotError
+from index.types import Document
+
+__all__ = ["DocStore", "DocStoreWriter"]
+
+_SCHEMA = """
+CREATE TABLE docs (
+    idx    INTEGER PRIMARY KEY,
+    id     TEXT NOT NULL UNIQUE,
+    title  TEXT NOT NULL,
+    text   TEXT NOT NULL,
+    fields TEXT NOT NULL
+);
+"""
+
+
+class DocStoreWriter:
+    def __init__(self, path: Path) -> None:
+        self._conn = sqlite3.connect(path)
+        # The file lives in a temporary folder until the snapshot is complete and synced, so
+        # SQLite's own journal would only slow the bulk load down.
+        self._conn.execute("PRAGMA journal_mode=OFF")
+        self._conn.execute("PRAGMA synchronous=OFF")
+        self._conn.executescript(_SCHEMA)
+        self._next = 0
+
+    def add(self, docs: Iterable[Document]) -> None:
+        rows = []
+        for doc in docs:
+            rows.append((self._next, doc.id, doc.title, doc.text, json.dumps(doc.fields)))
+            self._next += 1
+        self._conn.executemany("INSERT INTO docs VALUES (?, ?, ?, ?, ?)", rows)
+
+    def close(self) -> None:
+        self._conn.commit()
+        self._conn.close()
+
+
+class DocStore:
+    """Read-only access, safe to share between threads (one connection per thread)."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise SnapshotError(f"{path}: document store is missing")
+        self.path = path
+        self._local = threading.local()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            uri = f"file:{self.path}?mode=ro&immutable=1"
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            self._local.conn = conn
+        return conn
+
+    def _rows(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
+        try:
+            return self._conn().execute(sql, args).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise SnapshotError(f"{self.path}: document store unreadable: {exc}") from exc
+
+    @staticmethod
+    def _doc(row: tuple[Any, ...]) -> Document:
+        return Document(row[0], row[1], row[2], json.loads(row[3]))
+
+    def get(self, idx: int) -> Document | None:
+        rows = self._rows("SELECT id, title, text, fields FROM docs WHERE idx = ?", (idx,))
+        return self._doc(rows[0]) if rows else None
+
+    def get_many(self, idxs: Sequence[int]) -> list[Document | None]:
+        if not idxs:
+            return []
+        marks = ",".join("?" * len(idxs))
+        rows = self._rows(
+            f"SELECT idx, id, title, text, fields FROM docs WHERE idx IN ({marks})", list(idxs)
+        )
+        found = {r[0]: self._doc(r[1:]) for r in rows}
+        return [found.get(i) for i in idxs]
+
+    def lookup(self, doc_id: str) -> int | None:
+        rows = self._rows("SELECT idx FROM docs WHERE id = ?", (doc_id,))
+        return int(rows[0][0]) if rows else None
+
+    def count(self) -> int:
+        return int(self._rows("SELECT count(*) FROM docs", ())[0][0])

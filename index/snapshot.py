@@ -1,0 +1,280 @@
+"""Snapshots: a folder of `.npy` arrays, a SQLite document store and a manifest.
+
+Layout of an index root::
+
+    ROOT/CURRENT                 name of the live version (replaced atomically)
+    ROOT/<version>/manifest.json format version, analyzer, BM25 parameters, counts, checksums
+    ROOT/<version>/keyword/      CSR postings with BM25 impacts, per-term stats, document lengths
+    ROOT/<version>/vocab/        surface forms with their frequency and index term
+    ROOT/<version>/docs/         external ids (blob + offsets) and the SQLite store
+
+A version is built in a temporary folder, synced, renamed into place, and only then named by
+CURRENT, so a reader sees the old snapshot or the new one, whole. Loading memory-maps the arrays
+and checks names, dtypes and shapes against the manifest; checking the checksums reads every
+byte, so it is optional (`verify=True`, or `progsearch verify`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from tqdm import tqdm
+
+from index.analyzer import AnalyzerSettings
+from index.builder import build_keyword_index
+from index.docstore import DocStore, DocStoreWriter
+from index.errors import SnapshotError
+from index.types import Document
+from rankers.bm25 import BM25Params
+
+__all__ = ["FORMAT_VERSION", "BuildOptions", "Snapshot", "load_snapshot", "write_snapshot"]
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+CURRENT = "CURRENT"
+KEEP_VERSIONS = 2
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    analyzer: AnalyzerSettings = field(default_factory=AnalyzerSettings)
+    bm25: BM25Params = field(default_factory=BM25Params)
+    workers: int = 2
+    chunk_size: int = 20_000
+    progress: bool = False
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in sorted(folder.rglob("*"), reverse=True):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _array_entries(folder: Path) -> dict[str, dict[str, Any]]:
+    entries: dict[str, dict[str, Any]] = {}
+    for path in sorted(folder.rglob("*.npy")):
+        arr = np.load(path, mmap_mode="r")
+        entries[path.relative_to(folder).as_posix()] = {
+            "dtype": arr.dtype.str,
+            "shape": list(arr.shape),
+            "sha256": _sha256(path),
+        }
+    return entries
+
+
+class _IdWriter:
+    def __init__(self) -> None:
+        self.blobs: list[bytes] = []
+        self.lengths: list[int] = []
+
+    def add(self, docs: list[Document]) -> None:
+        for doc in docs:
+            b = doc.id.encode("utf-8")
+            self.blobs.append(b)
+            self.lengths.append(len(b))
+
+    def save(self, folder: Path) -> None:
+        ptr = np.zeros(len(self.lengths) + 1, dtype=np.int64)
+        np.cumsum(np.asarray(self.lengths, dtype=np.int64), out=ptr[1:])
+        np.save(folder / "id_ptr.npy", ptr)
+        np.save(folder / "id_blob.npy", np.frombuffer(b"".join(self.blobs), dtype=np.uint8))
+
+
+def write_snapshot(docs: Iterable[Document], root: Path, options: BuildOptions) -> Path:
+    """Build a new version under `root` and make it current; returns its folder."""
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".tmp-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    try:
+        (tmp / "docs").mkdir()
+        store = DocStoreWriter(tmp / "docs" / "store.sqlite")
+        ids = _IdWriter()
+        bar = tqdm(desc="indexing", unit="docs", disable=not options.progress, smoothing=0.1)
+
+        def on_chunk(chunk: list[Document]) -> None:
+            store.add(chunk)
+            ids.add(chunk)
+            bar.update(len(chunk))
+
+        started = time.perf_counter()
+        stats = build_keyword_index(
+            docs,
+            tmp,
+            settings=options.analyzer,
+            params=options.bm25,
+            workers=options.workers,
+            chunk_size=options.chunk_size,
+            on_chunk=on_chunk,
+        )
+        bar.close()
+        store.close()
+        ids.save(tmp / "docs")
+        arrays = _array_entries(tmp)
+        digest = hashlib.sha256(
+            json.dumps({k: v["sha256"] for k, v in arrays.items()}, sort_keys=True).encode()
+        ).hexdigest()
+        version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + digest[:10]
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "version": version,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "build_seconds": round(time.perf_counter() - started, 3),
+            "analyzer": options.analyzer.to_json(),
+            "bm25": options.bm25.to_json(),
+            "counts": {
+                "docs": stats.n_docs,
+                "terms": stats.n_terms,
+                "surfaces": stats.n_surfaces,
+                "postings": stats.n_postings,
+            },
+            "avg_doc_len": stats.avg_doc_len,
+            "arrays": arrays,
+            "files": {"docs/store.sqlite": {"sha256": _sha256(tmp / "docs" / "store.sqlite")}},
+            "checksum": digest,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        _fsync_tree(tmp)
+        final = root / version
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _set_current(root, version)
+    _drop_old_versions(root, keep=version)
+    return final
+
+
+def _set_current(root: Path, version: str) -> None:
+    pointer = root / f".{CURRENT}.{uuid.uuid4().hex}"
+    pointer.write_text(version + "\n")
+    with open(pointer, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(pointer, root / CURRENT)
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _drop_old_versions(root: Path, keep: str) -> None:
+    versions = sorted(
+        p for p in root.iterdir() if p.is_dir() and (p / MANIFEST).exists() and p.name != keep
+    )
+    for old in versions[: max(0, len(versions) - (KEEP_VERSIONS - 1))]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def resolve_version(path: Path) -> Path:
+    """A version folder, given either it or an index root."""
+    if (path / MANIFEST).is_file():
+        return path
+    pointer = path / CURRENT
+    if not pointer.is_file():
+        raise SnapshotError(f"{path}: not a progsearch index (no {CURRENT} or {MANIFEST})")
+    name = pointer.read_text().strip()
+    folder = path / name
+    if not name or "/" in name or not (folder / MANIFEST).is_file():
+        raise SnapshotError(f"{pointer}: names version {name!r}, which is missing")
+    return folder
+
+
+@dataclass
+class Snapshot:
+    """A loaded, read-only snapshot; its arrays are memory-mapped."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    analyzer: AnalyzerSettings
+    bm25: BM25Params
+    arrays: dict[str, npt.NDArray[Any]]
+    docs: DocStore
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def n_docs(self) -> int:
+        return int(self.manifest["counts"]["docs"])
+
+    def external_id(self, idx: int) -> str:
+        ptr = self.arrays["docs/id_ptr.npy"]
+        blob = self.arrays["docs/id_blob.npy"]
+        return bytes(blob[int(ptr[idx]) : int(ptr[idx + 1])]).decode("utf-8")
+
+    def external_ids(self, idxs: Iterable[int]) -> list[str]:
+        return [self.external_id(int(i)) for i in idxs]
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SnapshotError(f"{path}: unreadable manifest: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise SnapshotError(f"{path}: manifest is not a JSON object")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise SnapshotError(
+            f"{path}: unknown format version {version!r}; this progsearch reads version "
+            f"{FORMAT_VERSION}, rebuild the index with `progsearch index`"
+        )
+    return manifest
+
+
+def load_snapshot(path: Path, *, verify: bool = False) -> Snapshot:
+    folder = resolve_version(Path(path))
+    manifest = _read_manifest(folder)
+    arrays: dict[str, npt.NDArray[Any]] = {}
+    try:
+        entries = dict(manifest["arrays"])
+        analyzer = AnalyzerSettings.from_json(manifest["analyzer"])
+        bm25 = BM25Params.from_json(manifest["bm25"])
+    except (KeyError, TypeError) as exc:
+        raise SnapshotError(f"{folder / MANIFEST}: missing or bad field {exc}") from exc
+    for name, entry in entries.items():
+        file = folder / name
+        if verify and _sha256(file) != entry.get("sha256"):
+            raise SnapshotError(f"{file}: checksum mismatch, the file is corrupt")
+        try:
+            arr = np.load(file, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise SnapshotError(f"{file}: cannot load array: {exc}") from exc
+        if arr.dtype.str != entry.get("dtype") or list(arr.shape) != entry.get("shape"):
+            raise SnapshotError(
+                f"{file}: holds {arr.dtype.str}{list(arr.shape)}, manifest says "
+                f"{entry.get('dtype')}{entry.get('shape')}; the file is corrupt"
+            )
+        arrays[name] = arr
+    store_path = folder / "docs" / "store.sqlite"
+    if verify:
+        for name, entry in manifest.get("files", {}).items():
+            if _sha256(folder / name) != entry.get("sha256"):
+                raise SnapshotError(f"{folder / name}: checksum mismatch, the file is corrupt")
+    return Snapshot(folder, manifest, analyzer, bm25, arrays, DocStore(store_path))

@@ -1,0 +1,96 @@
+"""Term-at-a-time top-k over impact postings, with MaxScore pruning.
+
+Query terms are taken in decreasing order of their best possible contribution. While a document
+that has not been seen yet could still reach the current k-th best score, postings are added in
+full to a dense accumulator. Once the remaining terms together cannot lift an unseen document
+above that threshold, only the documents already seen are scored further, by binary search in
+each remaining postings list, and candidates that can no longer reach the top k are dropped.
+The result is the same as exhaustive scoring (up to ties at the cut), but the long postings of
+common terms are mostly skipped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from rankers.bm25 import top_k
+
+__all__ = ["score_exhaustive", "score_terms"]
+
+F32 = npt.NDArray[np.float32]
+I32 = npt.NDArray[np.int32]
+I64 = npt.NDArray[np.int64]
+
+
+def _kth_largest(values: F32, k: int) -> float:
+    n = values.size
+    if n < k:
+        return float("-inf")
+    return float(np.partition(values, n - k)[n - k])
+
+
+def score_terms(
+    ptr: I64,
+    post_doc: I32,
+    post_imp: F32,
+    term_max: F32,
+    terms: I64,
+    weights: F32,
+    k: int,
+    acc: F32,
+) -> tuple[I64, F32]:
+    """Top-k documents for a weighted bag of terms.
+
+    `acc` is a zeroed float32 scratch array with one slot per document; it is zeroed again
+    before returning, so a caller can keep one per thread.
+    """
+    if terms.size == 0 or k <= 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+    ub = term_max[terms] * weights
+    order = np.argsort(-ub, kind="stable")
+    terms, weights, ub = terms[order], weights[order], ub[order]
+    # A little slack so float32 rounding in the accumulator never prunes a true top-k document.
+    rest = np.cumsum(ub[::-1].astype(np.float64))[::-1] * (1.0 + 1e-5) + 1e-6
+    theta = float("-inf")
+    seen: list[I32] = []
+    i = 0
+    while i < terms.size and not (rest[i] <= theta):
+        t = int(terms[i])
+        lo, hi = int(ptr[t]), int(ptr[t + 1])
+        d = post_doc[lo:hi]
+        acc[d] += post_imp[lo:hi] * weights[i]
+        seen.append(d)
+        theta = max(theta, _kth_largest(acc[d], k))
+        i += 1
+    cand: I64 = (np.unique(np.concatenate(seen)) if len(seen) > 1 else seen[0]).astype(np.int64)
+    scores: F32 = acc[cand]
+    acc[cand] = 0.0
+    for j in range(i, terms.size):
+        keep = scores + rest[j] > theta
+        cand, scores = cand[keep], scores[keep]
+        if cand.size == 0:
+            break
+        t = int(terms[j])
+        lo, hi = int(ptr[t]), int(ptr[t + 1])
+        d = post_doc[lo:hi]
+        pos = np.searchsorted(d, cand)
+        pos[pos >= d.size] = 0
+        hit = d[pos] == cand
+        scores[hit] += post_imp[lo:hi][pos[hit]] * weights[j]
+        theta = max(theta, _kth_largest(scores, k))
+    best = top_k(scores, k)
+    return cand[best], scores[best]
+
+
+def score_exhaustive(
+    ptr: I64, post_doc: I32, post_imp: F32, n_docs: int, terms: I64, weights: F32, k: int
+) -> tuple[I64, F32]:
+    """Reference: score every document, then select. Used by tests and benchmarks."""
+    scores = np.zeros(n_docs, dtype=np.float32)
+    for t, w in zip(terms.tolist(), weights.tolist(), strict=True):
+        lo, hi = int(ptr[t]), int(ptr[t + 1])
+        scores[post_doc[lo:hi]] += post_imp[lo:hi] * np.float32(w)
+    touched = np.flatnonzero(scores > 0)
+    best = top_k(scores[touched], k)
+    return touched[best].astype(np.int64), scores[touched][best]

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.errors import SnapshotError
+from index.snapshot import CURRENT, BuildOptions, load_snapshot, resolve_version, write_snapshot
+from index.sources import open_source
+from index.types import Document
+from tests.conftest import make_corpus, write_jsonl
+
+
+@pytest.fixture
+def built(tmp_path: Path) -> Path:
+    write_jsonl(tmp_path / "corpus.jsonl", make_corpus(50))
+    write_snapshot(open_source(tmp_path), tmp_path / "ix", BuildOptions(workers=1))
+    return tmp_path / "ix"
+
+
+def test_round_trip_is_memory_mapped(built: Path) -> None:
+    snap = load_snapshot(built, verify=True)
+    assert snap.n_docs == 50
+    assert isinstance(snap.arrays["keyword/post_doc.npy"], np.memmap)
+    assert snap.external_ids([0, 49]) == ["d0", "d49"]
+    doc = snap.docs.get(3)
+    assert doc is not None and doc.id == "d3"
+    assert snap.docs.lookup("d7") == 7
+    assert snap.manifest["analyzer"]["language"] == "english"
+    assert snap.manifest["bm25"] == {"k1": 1.2, "b": 0.75, "title_weight": 2.0, "variant": "lucene"}
+    assert snap.manifest["counts"]["docs"] == 50
+
+
+def test_rebuild_swaps_current_and_keeps_one_old_version(built: Path, tmp_path: Path) -> None:
+    first = resolve_version(built)
+    write_jsonl(tmp_path / "corpus.jsonl", make_corpus(60, seed=9))
+    for _ in range(2):
+        write_snapshot(open_source(tmp_path), built, BuildOptions(workers=1))
+    current = resolve_version(built)
+    assert current != first and load_snapshot(built).n_docs == 60
+    versions = [p for p in built.iterdir() if p.is_dir()]
+    assert len(versions) == 2 and not any(p.name.startswith(".tmp") for p in built.iterdir())
+
+
+def test_failed_build_leaves_the_current_version_whole(built: Path) -> None:
+    before = (built / CURRENT).read_text()
+
+    def exploding() -> Iterator[Document]:
+        yield Document("x", "title", "text")
+        raise RuntimeError("source went away")
+
+    with pytest.raises(RuntimeError):
+        write_snapshot(exploding(), built, BuildOptions(workers=1))
+    assert (built / CURRENT).read_text() == before
+    assert load_snapshot(built, verify=True).n_docs == 50
+    assert not any(p.name.startswith(".tmp") for p in built.iterdir())
+
+
+def test_truncated_array_is_named(built: Path) -> None:
+    file = resolve_version(built) / "keyword" / "post_imp.npy"
+    file.write_bytes(file.read_bytes()[:-8])
+    with pytest.raises(SnapshotError, match=r"post_imp\.npy"):
+        load_snapshot(built)
+
+
+def test_garbage_header_is_named(built: Path) -> None:
+    file = resolve_version(built) / "keyword" / "term_ptr.npy"
+    file.write_bytes(b"garbage" + file.read_bytes()[7:])
+    with pytest.raises(SnapshotError, match=r"term_ptr\.npy: cannot load"):
+        load_snapshot(built)
+
+
+def test_flipped_byte_found_by_verify(built: Path) -> None:
+    file = resolve_version(built) / "keyword" / "post_doc.npy"
+    data = bytearray(file.read_bytes())
+    data[-1] ^= 0xFF
+    file.write_bytes(bytes(data))
+    load_snapshot(built)  # shapes still match: only the checksum can tell
+    with pytest.raises(SnapshotError, match=r"post_doc\.npy: checksum mismatch"):
+        load_snapshot(built, verify=True)
+
+
+def test_unknown_format_version(built: Path) -> None:
+    path = resolve_version(built) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["format_version"] = 99
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(SnapshotError, match=r"manifest\.json: unknown format version 99"):
+        load_snapshot(built)
+
+
+def test_not_an_index(tmp_path: Path) -> None:
+    with pytest.raises(SnapshotError, match="not a progsearch index"):
+        load_snapshot(tmp_path)
+    (tmp_path / CURRENT).write_text("../../etc\n")
+    with pytest.raises(SnapshotError, match="which is missing"):
+        load_snapshot(tmp_path)
+
+
+def test_parallel_build_equals_serial(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "corpus.jsonl", make_corpus(400, seed=5))
+    a = load_snapshot(
+        write_snapshot(
+            open_source(tmp_path), tmp_path / "a", BuildOptions(workers=1, chunk_size=1000)
+        )
+    )
+    b = load_snapshot(
+        write_snapshot(
+            open_source(tmp_path), tmp_path / "b", BuildOptions(workers=2, chunk_size=37)
+        )
+    )
+    assert a.manifest["checksum"] == b.manifest["checksum"]
