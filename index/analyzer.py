@@ -18,9 +18,9 @@ from index.stopwords import ENGLISH
 
 __all__ = ["Analyzer", "AnalyzerSettings", "Token"]
 
-# A word is a run of letters and digits; an apostrophe or hyphen inside a word joins or splits it
-# (see `_split_word`). Underscores are separators, unlike in `\w`.
-_WORD = re.compile(r"[^\W_]+(?:['\u2019\-][^\W_]+)*")
+# A word is a run of letters and digits; an apostrophe or hyphen inside a word joins or splits it,
+# and an underscore splits it (see `_split_word`).
+_WORD = re.compile(r"\w+(?:['\u2019-]\w+)*")
 _POSSESSIVE = re.compile(r"['\u2019]s$")
 
 MAX_TOKEN_CHARS = 40
@@ -70,7 +70,7 @@ def _split_word(word: str) -> list[str]:
     """Hyphenated words are split into their parts ("covid-19" -> "covid", "19"); a possessive
     "'s" is dropped and other apostrophes are removed ("don't" -> "dont")."""
     word = _POSSESSIVE.sub("", word)
-    parts = word.replace("\u2019", "'").replace("'", "").split("-")
+    parts = word.replace("\u2019", "'").replace("'", "").replace("_", "-").split("-")
     return [p for p in parts if p]
 
 
@@ -91,7 +91,8 @@ class Analyzer:
     def word_surfaces(self, word: str) -> list[str]:
         """The surface forms one raw word contributes: none for a stopword, several for a
         hyphenated word."""
-        parts = _split_word(word) if ("-" in word or "'" in word or "\u2019" in word) else [word]
+        split = "-" in word or "'" in word or "_" in word or "\u2019" in word
+        parts = _split_word(word) if split else [word]
         stop = self._stop
         limit = self.settings.max_token_chars
         return [p for p in parts if p not in stop and len(p) <= limit]

@@ -114,14 +114,16 @@ def analyze_chunk(
     pairs = pair[pstarts]
 
     # Document frequency of each surface form (for typo correction and prefix expansion).
-    skey = np.unique(surf.astype(np.int64) * max(n_docs, 1) + doc)
-    surface_df = np.bincount(skey // max(n_docs, 1), minlength=len(surfaces)).astype(np.int32)
+    skey = surf.astype(np.int64) * max(n_docs, 1) + doc
+    skey.sort()
+    sstarts, _ = runs(skey)
+    surface_df = np.bincount(skey[sstarts] // max(n_docs, 1), minlength=len(surfaces))
 
     return ChunkPostings(
         terms=list(term_ids),
         surfaces=surfaces,
         surface_term=surface_term,
-        surface_df=surface_df,
+        surface_df=surface_df.astype(np.int32),
         post_term=(pairs // max(n_docs, 1)).astype(np.int32),
         post_doc=(pairs % max(n_docs, 1)).astype(np.int32),
         post_tf=tf.astype(np.float32),

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from index.analyzer import AnalyzerSettings
 from index.builder import build_keyword_index
 from index.docstore import DocStore, DocStoreWriter
-from index.errors import SnapshotError
+from index.errors import SnapshotError, SourceError
 from index.types import Document
 from rankers.bm25 import BM25Params
 
@@ -132,12 +132,14 @@ def write_snapshot(docs: Iterable[Document], root: Path, options: BuildOptions) 
         )
         bar.close()
         store.close()
+        if stats.n_docs == 0:
+            raise SourceError("the source holds no valid document; nothing was indexed")
         ids.save(tmp / "docs")
         arrays = _array_entries(tmp)
-        digest = hashlib.sha256(
-            json.dumps({k: v["sha256"] for k, v in arrays.items()}, sort_keys=True).encode()
-        ).hexdigest()
-        version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + digest[:10]
+        files = {"docs/store.sqlite": {"sha256": _sha256(tmp / "docs" / "store.sqlite")}}
+        sums = {k: v["sha256"] for k, v in {**arrays, **files}.items()}
+        digest = hashlib.sha256(json.dumps(sums, sort_keys=True).encode()).hexdigest()
+        version = _new_version_name(root, digest)
         manifest = {
             "format_version": FORMAT_VERSION,
             "version": version,
@@ -153,7 +155,7 @@ def write_snapshot(docs: Iterable[Document], root: Path, options: BuildOptions) 
             },
             "avg_doc_len": stats.avg_doc_len,
             "arrays": arrays,
-            "files": {"docs/store.sqlite": {"sha256": _sha256(tmp / "docs" / "store.sqlite")}},
+            "files": files,
             "checksum": digest,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
@@ -166,6 +168,16 @@ def write_snapshot(docs: Iterable[Document], root: Path, options: BuildOptions) 
     _set_current(root, version)
     _drop_old_versions(root, keep=version)
     return final
+
+
+def _new_version_name(root: Path, digest: str) -> str:
+    """Sortable by build time, and unique even for two builds of the same content."""
+    base = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + digest[:10]
+    name, n = base, 1
+    while (root / name).exists():
+        n += 1
+        name = f"{base}-{n}"
+    return name
 
 
 def _set_current(root: Path, version: str) -> None:
@@ -271,7 +283,9 @@ def load_snapshot(path: Path, *, verify: bool = False) -> Snapshot:
                 f"{file}: holds {arr.dtype.str}{list(arr.shape)}, manifest says "
                 f"{entry.get('dtype')}{entry.get('shape')}; the file is corrupt"
             )
-        arrays[name] = arr
+        # A plain ndarray view of the same mapping: np.memmap's subclass hooks cost microseconds
+        # on every slice, and the query path slices a lot.
+        arrays[name] = arr.view(np.ndarray)
     store_path = folder / "docs" / "store.sqlite"
     if verify:
         for name, entry in manifest.get("files", {}).items():

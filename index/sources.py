@@ -25,6 +25,7 @@ __all__ = ["MAX_ID_CHARS", "SourceReader", "document_from_record", "open_source"
 log = logging.getLogger(__name__)
 
 MAX_ID_CHARS = 512
+MAX_WARNINGS = 20
 FORMATS = ("auto", "beir", "jsonl", "csv")
 OnError = Literal["skip", "stop"]
 
@@ -101,7 +102,6 @@ class SourceReader:
 
     def __iter__(self) -> Iterator[Document]:
         file, fmt = _resolve(Path(self.path), self.fmt)
-        id_field = self.id_field or ("_id" if fmt == "beir" else "id")
         seen: dict[str, int] = {}
         for line_no, record in self._records(file, fmt):
             try:
@@ -109,7 +109,7 @@ class SourceReader:
                     raise ValueError(str(record))
                 doc = document_from_record(
                     record,
-                    id_field=id_field,
+                    id_field=self._id_field(fmt, record),
                     title_field=self.title_field,
                     text_field=self.text_field,
                 )
@@ -121,12 +121,23 @@ class SourceReader:
             seen[doc.id] = line_no
             yield doc
 
+    def _id_field(self, fmt: str, record: Any) -> str:
+        """The configured id field; by default `_id` (BEIR) or `id`, whichever the record has."""
+        if self.id_field:
+            return self.id_field
+        if fmt == "beir" or (isinstance(record, dict) and "id" not in record and "_id" in record):
+            return "_id"
+        return "id"
+
     def _problem(self, message: str, path: str, line: int) -> None:
         error = SourceError(message, path=path, line=line)
         if self.on_error == "stop":
             raise error
         self.problems.append(str(error))
-        log.warning("skipped %s", error)
+        if len(self.problems) <= MAX_WARNINGS:
+            log.warning("skipped %s", error)
+        if len(self.problems) == MAX_WARNINGS:
+            log.warning("further bad lines are counted but not shown")
 
     def _records(self, file: Path, fmt: str) -> Iterator[tuple[int, Any]]:
         try:

@@ -62,7 +62,7 @@ def impacts(
     return (term_idf * (tf / (tf + norm))).astype(np.float32)
 
 
-def top_k(scores: FloatArray, k: int) -> npt.NDArray[np.int64]:
+def top_k(scores: npt.NDArray[np.floating[Any]], k: int) -> npt.NDArray[np.int64]:
     """Positions of the k highest scores, best first (equal scores in position order)."""
     n = scores.shape[0]
     if k <= 0 or n == 0:

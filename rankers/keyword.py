@@ -106,5 +106,6 @@ class KeywordRanker:
             corrections=plan.corrections,
             expansion=plan.expansion,
             unknown=plan.unknown,
-            terms=tuple(str(self.vocab.terms[t]) for t in plan.terms),
+            term_ids=plan.terms,
+            vocabulary=self.vocab.terms,
         )

@@ -16,7 +16,11 @@ import numpy.typing as npt
 
 from rankers.bm25 import top_k
 
-__all__ = ["score_exhaustive", "score_terms"]
+__all__ = ["DENSE_MAX_DOCS", "score_dense", "score_exhaustive", "score_maxscore", "score_terms"]
+
+DENSE_MAX_DOCS = 65_536
+"""Up to this many documents, scoring every posting and selecting over the whole accumulator
+costs less than the bookkeeping of pruning."""
 
 F32 = npt.NDArray[np.float32]
 I32 = npt.NDArray[np.int32]
@@ -47,6 +51,40 @@ def score_terms(
     """
     if terms.size == 0 or k <= 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+    if acc.size <= DENSE_MAX_DOCS:
+        return score_dense(ptr, post_doc, post_imp, terms, weights, k, acc.size)
+    return score_maxscore(ptr, post_doc, post_imp, term_max, terms, weights, k, acc)
+
+
+def score_dense(
+    ptr: I64, post_doc: I32, post_imp: F32, terms: I64, weights: F32, k: int, n_docs: int
+) -> tuple[I64, F32]:
+    """Score every posting with one bincount, then select over all documents."""
+    docs: list[I32] = []
+    imps: list[F32] = []
+    for t, w in zip(terms.tolist(), weights.tolist(), strict=True):
+        lo, hi = ptr[t], ptr[t + 1]
+        docs.append(post_doc[lo:hi])
+        imps.append(post_imp[lo:hi] * np.float32(w) if w != 1.0 else post_imp[lo:hi])
+    counts = np.bincount(np.concatenate(docs), np.concatenate(imps), minlength=n_docs)
+    acc = np.asarray(counts, dtype=np.float64)  # already float64: weights make it so
+    best = top_k(acc, k)
+    scores = acc[best].astype(np.float32)
+    matched = scores > 0
+    return best[matched], scores[matched]
+
+
+def score_maxscore(
+    ptr: I64,
+    post_doc: I32,
+    post_imp: F32,
+    term_max: F32,
+    terms: I64,
+    weights: F32,
+    k: int,
+    acc: F32,
+) -> tuple[I64, F32]:
+    """MaxScore pruning (see the module docstring); same contract as `score_terms`."""
     ub = term_max[terms] * weights
     order = np.argsort(-ub, kind="stable")
     terms, weights, ub = terms[order], weights[order], ub[order]

@@ -50,8 +50,13 @@ class KeywordResult:
     expansion: Expansion | None = None
     unknown: tuple[str, ...] = ()
     """Query words neither in the vocabulary nor close to a word in it."""
-    terms: tuple[str, ...] = field(default=())
-    """Index terms the query was scored with."""
+    term_ids: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
+    """Index terms the query was scored with (rows of `vocabulary`)."""
+    vocabulary: npt.NDArray[np.str_] = field(default_factory=lambda: np.empty(0, "U1"))
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        return tuple(str(self.vocabulary[t]) for t in self.term_ids)
 
     @property
     def corrected_query(self) -> str | None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = ["Vocabulary"]
+
+_TERM_CACHE_LIMIT = 100_000
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,7 @@ class Vocabulary:
     surfaces: npt.NDArray[np.str_]
     surface_df: npt.NDArray[np.int32]
     surface_term: npt.NDArray[np.int32]
+    _term_cache: dict[str, int | None] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, npt.NDArray[Any]]) -> Vocabulary:
@@ -38,7 +41,15 @@ class Vocabulary:
         return None
 
     def term_id(self, term: str) -> int | None:
-        return self._find(self.terms, term)
+        # Query words repeat a lot; a bounded memo saves the binary search over strings.
+        try:
+            return self._term_cache[term]
+        except KeyError:
+            found = self._find(self.terms, term)
+            if len(self._term_cache) >= _TERM_CACHE_LIMIT:
+                self._term_cache.clear()
+            self._term_cache[term] = found
+            return found
 
     def surface_id(self, surface: str) -> int | None:
         return self._find(self.surfaces, surface)

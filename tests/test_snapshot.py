@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.errors import SnapshotError
+from index.errors import SnapshotError, SourceError
 from index.snapshot import CURRENT, BuildOptions, load_snapshot, resolve_version, write_snapshot
 from index.sources import open_source
 from index.types import Document
@@ -24,7 +24,8 @@ def built(tmp_path: Path) -> Path:
 def test_round_trip_is_memory_mapped(built: Path) -> None:
     snap = load_snapshot(built, verify=True)
     assert snap.n_docs == 50
-    assert isinstance(snap.arrays["keyword/post_doc.npy"], np.memmap)
+    post_doc = snap.arrays["keyword/post_doc.npy"]
+    assert isinstance(post_doc.base, np.memmap) and not post_doc.flags.writeable
     assert snap.external_ids([0, 49]) == ["d0", "d49"]
     doc = snap.docs.get(3)
     assert doc is not None and doc.id == "d3"
@@ -113,3 +114,11 @@ def test_parallel_build_equals_serial(tmp_path: Path) -> None:
         )
     )
     assert a.manifest["checksum"] == b.manifest["checksum"]
+
+
+def test_source_without_valid_documents_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "docs.jsonl"
+    src.write_text("{bad\n")
+    with pytest.raises(SourceError, match="no valid document"):
+        write_snapshot(open_source(src), tmp_path / "ix", BuildOptions(workers=1))
+    assert not (tmp_path / "ix" / CURRENT).exists()

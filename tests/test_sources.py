@@ -87,3 +87,17 @@ def test_not_utf8_and_unknown_format(tmp_path: Path) -> None:
 def test_record_validation(record: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         document_from_record(record)
+
+
+def test_id_field_defaults_to_id_or_underscore_id(tmp_path: Path) -> None:
+    src = tmp_path / "docs.jsonl"
+    src.write_text('{"_id": "x", "text": "a"}\n{"id": "y", "text": "b"}\n')
+    assert [d.id for d in open_source(src)] == ["x", "y"]
+
+
+def test_many_bad_lines_are_counted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    src = tmp_path / "docs.jsonl"
+    src.write_text("{bad\n" * 100 + GOOD)
+    reader = open_source(src)
+    assert len(list(reader)) == 1 and len(reader.problems) == 100
+    assert len(caplog.records) == 21
