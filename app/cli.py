@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     ix.add_argument("--k1", type=float, default=1.2)
     ix.add_argument("--b", type=float, default=0.75)
     ix.add_argument("--quiet", action="store_true", help="no progress bar")
+    ix.add_argument("--no-vectors", action="store_true",
+                    help="keyword-only index: skip embedding the documents")
+    ix.add_argument("--embed-batch", type=int, default=32, help="documents per encoder batch")
 
     se = sub.add_parser("search", help="search an index from the command line")
     se.add_argument("index", type=Path)
@@ -55,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--dataset", type=Path, required=True)
     ev.add_argument("--split", default="test")
     ev.add_argument("--json", action="store_true")
+    ev.add_argument("--encoder", default="int8", choices=["int8", "fp32"],
+                    help="query encoder of the semantic phases")
 
     ve = sub.add_parser("verify", help="check an index's files against its manifest checksums")
     ve.add_argument("index", type=Path)
@@ -65,6 +70,7 @@ def _index(args: argparse.Namespace) -> int:
     from index.analyzer import AnalyzerSettings
     from index.snapshot import BuildOptions, write_snapshot
     from index.sources import open_source
+    from index.vector_stage import VectorOptions
     from rankers.bm25 import BM25Params
 
     if args.workers < 1:
@@ -82,6 +88,7 @@ def _index(args: argparse.Namespace) -> int:
         bm25=BM25Params(k1=args.k1, b=args.b, title_weight=args.title_weight),
         workers=args.workers,
         progress=not args.quiet,
+        vectors=None if args.no_vectors else VectorOptions(batch_size=args.embed_batch),
     )
     started = time.perf_counter()
     folder = write_snapshot(source, args.out, options)
@@ -142,18 +149,12 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from app.evaluate import METRICS, evaluate_snapshot
+    from app.evaluate import METRICS, evaluate_snapshot, phase_retrievers
     from index.snapshot import load_snapshot
-    from rankers.keyword import KeywordRanker
 
     snapshot = load_snapshot(args.index)
-    ranker = KeywordRanker(snapshot)
-
-    def keyword(query: str, k: int) -> tuple[list[str], list[float]]:
-        res = ranker.search(query, k)
-        return snapshot.external_ids(res.docs), res.scores.tolist()
-
-    results = evaluate_snapshot(snapshot, args.dataset, args.split, {"keyword": keyword})
+    phases = phase_retrievers(snapshot, encoder_kind=args.encoder)
+    results = evaluate_snapshot(snapshot, args.dataset, args.split, phases)
     if args.json:
         print(json.dumps(results))
         return 0

@@ -9,8 +9,10 @@ import pytrec_eval
 
 from app.beir import split_queries
 from index.snapshot import Snapshot
+from rankers.keyword import KeywordRanker
+from rankers.semantic import FusionSettings, SemanticRanker
 
-__all__ = ["METRICS", "evaluate_run", "evaluate_snapshot"]
+__all__ = ["METRICS", "evaluate_run", "evaluate_snapshot", "phase_retrievers"]
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
 Run = dict[str, dict[str, float]]
@@ -56,3 +58,37 @@ def evaluate_snapshot(
             del scores
         results[name] = evaluate_run(run, qrels)
     return results
+
+
+def phase_retrievers(
+    snapshot: Snapshot, *, encoder_kind: str = "int8", fusion: FusionSettings | None = None
+) -> dict[str, Retrieve]:
+    """The phases this snapshot can serve, as retrieval functions for `evaluate_snapshot`:
+    `keyword` always; `semantic` (fused) and `dense` (nearest neighbours only) with vectors."""
+    keyword = KeywordRanker(snapshot)
+
+    def run_keyword(query: str, k: int) -> tuple[list[str], list[float]]:
+        res = keyword.search(query, k)
+        return snapshot.external_ids(res.docs), res.scores.tolist()
+
+    phases: dict[str, Retrieve] = {"keyword": run_keyword}
+    if not snapshot.has_vectors:
+        return phases
+    from rankers.encoder import Encoder, EncoderConfig
+
+    encoder = Encoder.load(EncoderConfig(kind=encoder_kind))  # type: ignore[arg-type]
+    semantic = SemanticRanker(snapshot, keyword, encoder, fusion)
+
+    def run_semantic(query: str, k: int) -> tuple[list[str], list[float]]:
+        plan = keyword.plan(query)
+        kw = keyword.run(plan, semantic.fusion.candidates)
+        res = semantic.fuse(plan, kw.docs, encoder.encode_query(query), k)
+        return snapshot.external_ids(res.docs), res.scores.tolist()
+
+    def run_dense(query: str, k: int) -> tuple[list[str], list[float]]:
+        docs, scores = semantic.dense(encoder.encode_query(query), k)
+        return snapshot.external_ids(docs), scores.tolist()
+
+    phases["semantic"] = run_semantic
+    phases["dense"] = run_dense
+    return phases

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,25 +31,55 @@ CREATE TABLE docs (
 
 
 class DocStoreWriter:
+    """Bulk loader. Inserts run on a thread of their own (SQLite releases the GIL while it
+    works), so storing documents overlaps with analysing them."""
+
     def __init__(self, path: Path) -> None:
-        self._conn = sqlite3.connect(path)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docstore")
+        self._conn: sqlite3.Connection | None = None
+        self._pending: Future[None] | None = None
+        self._next = 0
+        self._pool.submit(self._open, path).result()
+
+    def _open(self, path: Path) -> None:
+        conn = sqlite3.connect(path)
         # The file lives in a temporary folder until the snapshot is complete and synced, so
         # SQLite's own journal would only slow the bulk load down.
-        self._conn.execute("PRAGMA journal_mode=OFF")
-        self._conn.execute("PRAGMA synchronous=OFF")
-        self._conn.executescript(_SCHEMA)
-        self._next = 0
+        conn.execute("PRAGMA journal_mode=OFF")
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.executescript(_SCHEMA)
+        self._conn = conn
+
+    def _insert(self, rows: list[tuple[int, str, str, str, str]]) -> None:
+        assert self._conn is not None
+        self._conn.executemany("INSERT INTO docs VALUES (?, ?, ?, ?, ?)", rows)
 
     def add(self, docs: Iterable[Document]) -> None:
         rows = []
         for doc in docs:
             rows.append((self._next, doc.id, doc.title, doc.text, json.dumps(doc.fields)))
             self._next += 1
-        self._conn.executemany("INSERT INTO docs VALUES (?, ?, ?, ?, ?)", rows)
+        if self._pending is not None:
+            self._pending.result()  # one batch in flight bounds memory; errors surface here
+        self._pending = self._pool.submit(self._insert, rows)
 
-    def close(self) -> None:
+    def _close(self) -> None:
+        assert self._conn is not None
         self._conn.commit()
         self._conn.close()
+
+    def close(self) -> None:
+        try:
+            if self._pending is not None:
+                self._pending.result()
+            self._pool.submit(self._close).result()
+        finally:
+            self._pool.shutdown()
+
+    def abort(self) -> None:
+        """Stop after a failed build; the caller removes the file."""
+        self._pool.submit(lambda: self._conn.close() if self._conn else None)
+        self._pool.shutdown(wait=True)
 
 
 class DocStore:
@@ -95,6 +126,18 @@ class DocStore:
     def lookup(self, doc_id: str) -> int | None:
         rows = self._rows("SELECT idx FROM docs WHERE id = ?", (doc_id,))
         return int(rows[0][0]) if rows else None
+
+    def iter_fields(self, batch: int = 10_000) -> Iterator[tuple[str, str]]:
+        """(title, text) of every document, in row order."""
+        start = 0
+        while True:
+            rows = self._rows(
+                "SELECT title, text FROM docs WHERE idx >= ? ORDER BY idx LIMIT ?", (start, batch)
+            )
+            yield from ((r[0], r[1]) for r in rows)
+            if len(rows) < batch:
+                return
+            start += batch
 
     def count(self) -> int:
         return int(self._rows("SELECT count(*) FROM docs", ())[0][0])

@@ -7,6 +7,8 @@ Layout of an index root::
     ROOT/<version>/keyword/      CSR postings with BM25 impacts, per-term stats, document lengths
     ROOT/<version>/vocab/        surface forms with their frequency and index term
     ROOT/<version>/docs/         external ids (blob + offsets) and the SQLite store
+    ROOT/<version>/vectors/      document vectors (and an HNSW graph when large), optional
+    ROOT/.work/                  resumable embedding work of an interrupted build
 
 A version is built in a temporary folder, synced, renamed into place, and only then named by
 CURRENT, so a reader sees the old snapshot or the new one, whole. Loading memory-maps the arrays
@@ -36,6 +38,7 @@ from index.builder import build_keyword_index
 from index.docstore import DocStore, DocStoreWriter
 from index.errors import SnapshotError, SourceError
 from index.types import Document
+from index.vector_stage import VectorOptions, build_vectors
 from rankers.bm25 import BM25Params
 
 __all__ = ["FORMAT_VERSION", "BuildOptions", "Snapshot", "load_snapshot", "write_snapshot"]
@@ -43,6 +46,7 @@ __all__ = ["FORMAT_VERSION", "BuildOptions", "Snapshot", "load_snapshot", "write
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
+WORK = ".work"
 KEEP_VERSIONS = 2
 
 
@@ -53,6 +57,8 @@ class BuildOptions:
     workers: int = 2
     chunk_size: int = 20_000
     progress: bool = False
+    vectors: VectorOptions | None = None
+    """Embed the documents and index the vectors (`None`: a keyword-only snapshot)."""
 
 
 def _sha256(path: Path) -> str:
@@ -109,14 +115,15 @@ def write_snapshot(docs: Iterable[Document], root: Path, options: BuildOptions) 
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
+    store: DocStoreWriter | None = None
     try:
         (tmp / "docs").mkdir()
-        store = DocStoreWriter(tmp / "docs" / "store.sqlite")
+        writer = store = DocStoreWriter(tmp / "docs" / "store.sqlite")
         ids = _IdWriter()
         bar = tqdm(desc="indexing", unit="docs", disable=not options.progress, smoothing=0.1)
 
         def on_chunk(chunk: list[Document]) -> None:
-            store.add(chunk)
+            writer.add(chunk)
             ids.add(chunk)
             bar.update(len(chunk))
 
@@ -131,12 +138,20 @@ def write_snapshot(docs: Iterable[Document], root: Path, options: BuildOptions) 
             on_chunk=on_chunk,
         )
         bar.close()
-        store.close()
+        store = None
+        writer.close()
         if stats.n_docs == 0:
             raise SourceError("the source holds no valid document; nothing was indexed")
         ids.save(tmp / "docs")
+        vectors = None
+        if options.vectors is not None:
+            vectors = build_vectors(tmp, root / WORK, options.vectors, options.progress)
         arrays = _array_entries(tmp)
-        files = {"docs/store.sqlite": {"sha256": _sha256(tmp / "docs" / "store.sqlite")}}
+        files = {
+            name: {"sha256": _sha256(tmp / name)}
+            for name in ("docs/store.sqlite", "vectors/hnsw.faiss")
+            if (tmp / name).exists()
+        }
         sums = {k: v["sha256"] for k, v in {**arrays, **files}.items()}
         digest = hashlib.sha256(json.dumps(sums, sort_keys=True).encode()).hexdigest()
         version = _new_version_name(root, digest)
@@ -154,6 +169,7 @@ def write_snapshot(docs: Iterable[Document], root: Path, options: BuildOptions) 
                 "postings": stats.n_postings,
             },
             "avg_doc_len": stats.avg_doc_len,
+            "vectors": vectors,
             "arrays": arrays,
             "files": files,
             "checksum": digest,
@@ -163,6 +179,8 @@ def write_snapshot(docs: Iterable[Document], root: Path, options: BuildOptions) 
         final = root / version
         os.rename(tmp, final)
     except BaseException:
+        if store is not None:
+            store.abort()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _set_current(root, version)
@@ -229,6 +247,10 @@ class Snapshot:
     @property
     def version(self) -> str:
         return str(self.manifest["version"])
+
+    @property
+    def has_vectors(self) -> bool:
+        return bool(self.manifest.get("vectors"))
 
     @property
     def n_docs(self) -> int:

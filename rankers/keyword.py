@@ -49,10 +49,10 @@ class KeywordRanker:
         self.analyzer = Analyzer(self.snapshot.analyzer)
         self.vocab = Vocabulary.from_arrays(a)
         self.typos = TypoCorrector(self.vocab)
-        self._ptr = a["keyword/term_ptr.npy"]
-        self._doc = a["keyword/post_doc.npy"]
-        self._imp = a["keyword/post_imp.npy"]
-        self._max = a["keyword/term_max.npy"]
+        self.ptr = a["keyword/term_ptr.npy"]
+        self.post_doc = a["keyword/post_doc.npy"]
+        self.post_imp = a["keyword/post_imp.npy"]
+        self.term_max = a["keyword/term_max.npy"]
 
     def plan(self, query: str, *, prefix: bool = False) -> QueryPlan:
         tokens = self.analyzer.tokens(query)
@@ -96,9 +96,12 @@ class KeywordRanker:
         return acc
 
     def search(self, query: str, k: int = 10, *, prefix: bool = False) -> KeywordResult:
-        plan = self.plan(query, prefix=prefix)
+        return self.run(self.plan(query, prefix=prefix), k)
+
+    def run(self, plan: QueryPlan, k: int) -> KeywordResult:
         docs, scores = score_terms(
-            self._ptr, self._doc, self._imp, self._max, plan.terms, plan.weights, k, self._acc()
+            self.ptr, self.post_doc, self.post_imp, self.term_max, plan.terms, plan.weights, k,
+            self._acc(),
         )
         return KeywordResult(
             docs=docs,

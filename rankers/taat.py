@@ -16,7 +16,14 @@ import numpy.typing as npt
 
 from rankers.bm25 import top_k
 
-__all__ = ["DENSE_MAX_DOCS", "score_dense", "score_exhaustive", "score_maxscore", "score_terms"]
+__all__ = [
+    "DENSE_MAX_DOCS",
+    "score_dense",
+    "score_docs",
+    "score_exhaustive",
+    "score_maxscore",
+    "score_terms",
+]
 
 DENSE_MAX_DOCS = 65_536
 """Up to this many documents, scoring every posting and selecting over the whole accumulator
@@ -110,12 +117,9 @@ def score_maxscore(
         if cand.size == 0:
             break
         t = int(terms[j])
-        lo, hi = int(ptr[t]), int(ptr[t + 1])
-        d = post_doc[lo:hi]
-        pos = np.searchsorted(d, cand)
-        pos[pos >= d.size] = 0
-        hit = d[pos] == cand
-        scores[hit] += post_imp[lo:hi][pos[hit]] * weights[j]
+        _add_term(
+            post_doc[ptr[t] : ptr[t + 1]], post_imp[ptr[t] : ptr[t + 1]], weights[j], cand, scores
+        )
         theta = max(theta, _kth_largest(scores, k))
     best = top_k(scores, k)
     return cand[best], scores[best]
@@ -132,3 +136,26 @@ def score_exhaustive(
     touched = np.flatnonzero(scores > 0)
     best = top_k(scores[touched], k)
     return touched[best].astype(np.int64), scores[touched][best]
+
+
+def score_docs(ptr: I64, post_doc: I32, post_imp: F32, terms: I64, weights: F32, docs: I64) -> F32:
+    """BM25 scores of given documents (any order), by binary search in each postings list.
+
+    Lets a later phase score candidates that the keyword top-k did not include.
+    """
+    scores = np.zeros(docs.size, dtype=np.float32)
+    if docs.size == 0:
+        return scores
+    for t, w in zip(terms.tolist(), weights.tolist(), strict=True):
+        _add_term(post_doc[ptr[t] : ptr[t + 1]], post_imp[ptr[t] : ptr[t + 1]], w, docs, scores)
+    return scores
+
+
+def _add_term(d: I32, imp: F32, weight: float, docs: I64, scores: F32) -> None:
+    """Add one term's impacts to the scores of `docs`, found by binary search in its postings."""
+    if d.size == 0:
+        return
+    pos = np.searchsorted(d, docs)
+    pos[pos >= d.size] = 0
+    hit = d[pos] == docs
+    scores[hit] += imp[pos[hit]] * np.float32(weight)

@@ -25,7 +25,7 @@ def _dataset(folder: Path) -> Path:
 
 def test_index_search_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = _dataset(tmp_path / "data")
-    assert main(["index", str(data), "--out", str(tmp_path / "ix"), "--quiet"]) == 0
+    assert main(["index", str(data), "--out", str(tmp_path / "ix"), "--quiet", "--no-vectors"]) == 0
     assert "indexed 120 documents" in capsys.readouterr().out
 
     assert main(["search", str(tmp_path / "ix"), "insullin", "-k", "3", "--json"]) == 0
@@ -68,6 +68,6 @@ def test_errors_are_reported_without_traceback(
 def test_skip_bad_lines_by_default(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "docs.jsonl"
     src.write_text('{"id": "a", "text": "kinase"}\n{oops\n{"id": "b", "text": "kinase"}\n')
-    assert main(["index", str(src), "--out", str(tmp_path / "ix"), "--quiet"]) == 0
+    assert main(["index", str(src), "--out", str(tmp_path / "ix"), "--quiet", "--no-vectors"]) == 0
     captured = capsys.readouterr()
     assert "indexed 2 documents" in captured.out and "skipped 1 bad lines" in captured.err

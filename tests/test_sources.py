@@ -66,8 +66,12 @@ def test_csv_source(tmp_path: Path) -> None:
 def test_not_utf8_and_unknown_format(tmp_path: Path) -> None:
     src = tmp_path / "bad.jsonl"
     src.write_bytes(b'{"id": "a", "text": "\xff\xfe"}\n')
+    reader = open_source(src)
+    assert list(reader) == [] and "bad.jsonl:1: malformed JSON or UTF-8" in reader.problems[0]
+    csv_src = tmp_path / "bad.csv"
+    csv_src.write_bytes(b"id,title,text\n1,\xff,x\n")
     with pytest.raises(SourceError, match="not UTF-8"):
-        list(open_source(src))
+        list(open_source(csv_src))
     (tmp_path / "x.bin").write_bytes(b"")
     with pytest.raises(SourceError, match="cannot tell the format"):
         list(open_source(tmp_path / "x.bin"))

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rankers.taat import score_dense, score_exhaustive, score_maxscore, score_terms
+from rankers.taat import (
+    score_dense,
+    score_docs,
+    score_exhaustive,
+    score_maxscore,
+    score_terms,
+)
 
 
 def _random_index(rng: np.random.Generator, n_docs: int, n_terms: int):  # type: ignore[no-untyped-def]
@@ -51,3 +57,19 @@ def test_no_terms() -> None:
         z,
     )
     assert docs.size == 0 and scores.size == 0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_score_docs_matches_exhaustive(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_docs = 500
+    ptr, docs, imps, _ = _random_index(rng, n_docs, 50)
+    terms = rng.choice(50, 5, replace=False).astype(np.int64)
+    weights = rng.uniform(0.5, 2.0, 5).astype(np.float32)
+    all_docs, all_scores = score_exhaustive(ptr, docs, imps, n_docs, terms, weights, n_docs)
+    full = np.zeros(n_docs, dtype=np.float32)
+    full[all_docs] = all_scores
+    some = rng.choice(n_docs, 40, replace=False).astype(np.int64)
+    np.testing.assert_allclose(
+        score_docs(ptr, docs, imps, terms, weights, some), full[some], rtol=1e-6
+    )

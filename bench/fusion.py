@@ -1,0 +1,65 @@
+"""Compare fusion methods for the semantic phase on a BEIR split (chooses the default).
+
+    .venv/bin/python -m bench.fusion --index /tmp/sfv --dataset ../shared/data/scifact --split train
+
+Query vectors are computed once and reused by every variant, so only fusion differs. Only a
+handful of principled settings are compared (no per-query or fine-grained tuning).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from app.beir import split_queries
+from app.evaluate import METRICS, evaluate_run
+from bench.timing import print_table
+from index.snapshot import load_snapshot
+from rankers.encoder import Encoder, EncoderConfig
+from rankers.keyword import KeywordRanker
+from rankers.semantic import FusionSettings, SemanticRanker
+
+VARIANTS = [
+    FusionSettings("rrf", dense_weight=0.5),
+    FusionSettings("linear", dense_weight=0.5, norm="minmax"),
+    FusionSettings("linear", dense_weight=0.5, norm="zscore"),
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--index", type=Path, required=True)
+    ap.add_argument("--dataset", type=Path, required=True)
+    ap.add_argument("--split", default="train")
+    ap.add_argument("--encoder", default="int8", choices=["int8", "fp32"])
+    args = ap.parse_args()
+    print("command:", shlex.join(["python", "-m", "bench.fusion", *sys.argv[1:]]))
+    snapshot = load_snapshot(args.index)
+    keyword = KeywordRanker(snapshot)
+    encoder = Encoder.load(EncoderConfig(kind=args.encoder))
+    queries, qrels = split_queries(args.dataset, args.split)
+    vectors = {q: encoder.encode_query(t) for q, t in queries.items()}
+    plans = {q: keyword.plan(t) for q, t in queries.items()}
+    rows = []
+    for fusion in VARIANTS:
+        ranker = SemanticRanker(snapshot, keyword, encoder, fusion)
+        run = {}
+        for q in queries:
+            kw = keyword.run(plans[q], fusion.candidates)
+            res = ranker.fuse(plans[q], kw.docs, vectors[q], 100)
+            ids = snapshot.external_ids(res.docs)
+            run[q] = {d: float(len(ids) - i) for i, d in enumerate(ids)}
+        m = evaluate_run(run, qrels)
+        name = fusion.method + ("" if fusion.method == "rrf" else f" ({fusion.norm})")
+        rows.append([name, fusion.dense_weight, *(f"{m[k]:.4f}" for k in METRICS)])
+    print_table(rows, ["fusion", "dense weight", *METRICS])
+    print(f"{len(queries)} queries of split {args.split!r}; encoder {args.encoder}; "
+          f"numpy {np.__version__}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,298 @@
+"""Benchmark of the semantic building blocks on this machine (a script, not a test).
+
+Measures query-encoding latency (int8 ONNX, fp32 ONNX, plain sentence-transformers torch),
+document-embedding throughput, and ANN search latency and recall:
+
+- SciFact size (5,183 vectors) with the exact index the project builds for it;
+- ``--ann-size`` vectors (default 1,000,000) with HNSW, against exact search.
+
+The ANN data is synthetic but shaped like real embeddings: a Gaussian with the mean and
+covariance of ``--real-docs`` real SciFact document vectors, each sample L2-normalized. The
+queries are the real SciFact query vectors (int8 encoder). Building HNSW at 1M takes a while
+on 2 cores, so the built index is cached in ``--work-dir`` and reused by later runs.
+
+    .venv/bin/python bench/semantic.py --data ../shared/data/scifact [--skip-ann-1m] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.timing import print_table, summarize, time_calls
+from index.embedding import document_text, embed_corpus
+from index.vectors import IndexParams, VectorIndex, build_vector_index
+from rankers.encoder import Encoder, EncoderConfig, model_source_dir
+
+Vectors = npt.NDArray[np.float32]
+SCIFACT_DOCS = 5_183
+
+
+def read_queries(data: Path, limit: int) -> list[str]:
+    with open(data / "queries.jsonl", encoding="utf-8") as f:
+        return [json.loads(line)["text"] for line in f][:limit]
+
+
+def read_docs(data: Path, limit: int) -> list[str]:
+    docs: list[str] = []
+    with gzip.open(data / "corpus.jsonl.gz", "rt", encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            docs.append(document_text(row.get("title", ""), row.get("text", "")))
+            if len(docs) >= limit:
+                break
+    return docs
+
+
+def timed(fn: Callable[[Any], object], items: Sequence[Any], warmup: int) -> dict[str, float]:
+    """p50, p99 and mean in milliseconds of ``fn`` over ``items``, after ``warmup`` calls."""
+    stats = summarize(time_calls(fn, items, warmup=warmup) * 1e3)
+    return {f"{name}_ms": value for name, value in stats.items()}
+
+
+def bench_queries(
+    args: argparse.Namespace, queries: list[str], encoders: dict[str, Encoder]
+) -> tuple[dict[str, Any], Vectors]:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(args.threads)
+    plain = SentenceTransformer(str(model_source_dir()), device="cpu")
+    results: dict[str, Any] = {}
+    for name, encoder in encoders.items():
+        if encoder.config.backend == "onnx":
+            results[f"{name} (Encoder.encode_query)"] = timed(
+                encoder.encode_query, queries, args.warmup
+            )
+    results["torch fp32 (SentenceTransformer.encode)"] = timed(plain.encode, queries, args.warmup)
+    int8 = encoders["int8 onnx"].encode_queries(queries)
+    reference = np.asarray(plain.encode(queries, batch_size=1, normalize_embeddings=True))
+    cosines = np.sum(int8 * reference, axis=1)
+    summary = {
+        "latency": results,
+        "speedup_p50_plain_over_int8": results["torch fp32 (SentenceTransformer.encode)"]["p50_ms"]
+        / results["int8 onnx (Encoder.encode_query)"]["p50_ms"],
+        "cosine_int8_vs_torch_fp32": {"mean": float(cosines.mean()), "min": float(cosines.min())},
+    }
+    return summary, int8
+
+
+def bench_documents(
+    args: argparse.Namespace, docs: list[str], encoders: dict[str, Encoder]
+) -> dict[str, Any]:
+    from tokenizers import Tokenizer  # type: ignore[import-untyped, unused-ignore]
+
+    tokenizer = Tokenizer.from_file(str(model_source_dir() / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length=256)
+    lengths = [len(e.ids) for e in tokenizer.encode_batch(docs)]
+    rates: dict[str, float] = {}
+    results: dict[str, Any] = {
+        "docs": len(docs),
+        "mean_tokens": float(np.mean(lengths)),
+        "docs_at_256_tokens": sum(n == 256 for n in lengths),
+        "docs_per_s": rates,
+    }
+    for name, encoder in encoders.items():
+        encoder.encode_documents(docs[:8])
+        best = min(
+            _seconds(partial(encoder.encode_documents, docs, batch_size=32))
+            for _ in range(args.repeats)
+        )
+        rates[name] = len(docs) / best
+    return results
+
+
+def _seconds(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+class GaussianLike:
+    """Samples unit vectors from a Gaussian with the mean and covariance of real embeddings."""
+
+    def __init__(self, real: Vectors, seed: int) -> None:
+        self.mean = real.mean(axis=0, dtype=np.float64)
+        cov = np.cov(real, rowvar=False) + 1e-6 * np.eye(real.shape[1])
+        self.factor = np.linalg.cholesky(cov)
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, count: int, chunk: int = 100_000) -> Vectors:
+        out = np.empty((count, self.mean.size), dtype=np.float32)
+        for start in range(0, count, chunk):
+            n = min(chunk, count - start)
+            z = self.rng.standard_normal((n, self.mean.size)) @ self.factor.T + self.mean
+            out[start : start + n] = z / np.linalg.norm(z, axis=1, keepdims=True)
+        return out
+
+
+def search_stats(
+    index: VectorIndex, queries: Vectors, exact_top10: npt.NDArray[np.int64], warmup: int
+) -> dict[str, float]:
+    """Single-query k=100 latency, and recall@10 of those results against exact search."""
+    results: list[npt.NDArray[np.int64]] = []
+
+    def one(query: Vectors) -> None:
+        results.append(index.search(query, 100)[0])
+
+    stats = timed(one, list(queries), warmup)
+    found = results[warmup:]
+    overlaps = [
+        len(set(f[:10].tolist()) & set(e.tolist())) / 10
+        for f, e in zip(found, exact_top10, strict=True)
+    ]
+    return {**stats, "recall_at_10": float(np.mean(overlaps))}
+
+
+def bench_ann(args: argparse.Namespace, data: Path, queries: Vectors) -> dict[str, Any]:
+    fp32 = Encoder.load(EncoderConfig(kind="fp32", threads=args.threads))
+    real_path = args.work_dir / f"scifact-first{args.real_docs}.npy"
+    real = np.asarray(embed_corpus(read_docs(data, args.real_docs), fp32, real_path))
+    gen = GaussianLike(real, seed=0)
+    search: dict[str, Any] = {}
+    results: dict[str, Any] = {
+        "data": f"Gaussian fitted to {len(real)} real SciFact vectors",
+        "search": search,
+    }
+
+    small, params = build_vector_index(gen.sample(SCIFACT_DOCS))
+    exact = small.search(queries, 10)[1]
+    small_index = VectorIndex(small, params, threads=1)
+    search[f"{SCIFACT_DOCS} {params.kind}"] = search_stats(small_index, queries, exact, args.warmup)
+    if args.skip_ann_1m:
+        return results
+
+    n = args.ann_size
+    key = hashlib.sha256(f"{fp32.fingerprint}|{args.real_docs}|{n}".encode()).hexdigest()[:8]
+    path = args.work_dir / f"hnsw-{n}-m{args.hnsw_m}-efc{args.ef_construction}-{key}.faiss"
+    gen = GaussianLike(real, seed=1)
+    vectors = gen.sample(n)
+    faiss.omp_set_num_threads(args.threads)
+    if path.is_file():
+        hnsw = faiss.read_index(str(path))
+        results["hnsw_build_s"] = "cached: " + path.name
+    else:
+        start = time.perf_counter()
+        hnsw, _ = build_vector_index(
+            vectors, exact_max=0, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction
+        )
+        results["hnsw_build_s"] = time.perf_counter() - start
+        faiss.write_index(hnsw, str(path))
+    results["hnsw_file"] = str(path)
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(vectors)
+    exact = flat.search(queries, 10)[1]
+    del flat, vectors
+    for ef in args.ef_search:
+        params = IndexParams(
+            "hnsw",
+            n,
+            hnsw.d,
+            hnsw_m=args.hnsw_m,
+            ef_construction=args.ef_construction,
+            ef_search=ef,
+        )
+        name = f"{n} hnsw M={args.hnsw_m} efC={args.ef_construction} efSearch={ef}"
+        search[name] = search_stats(
+            VectorIndex(hnsw, params, threads=1), queries, exact, args.warmup
+        )
+    return results
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/scifact"))
+    parser.add_argument("--queries", type=int, default=300, help="SciFact queries timed")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--docs", type=int, default=64, help="documents for throughput")
+    parser.add_argument("--repeats", type=int, default=2, help="throughput runs (best kept)")
+    parser.add_argument("--real-docs", type=int, default=1000, help="real vectors to fit on")
+    parser.add_argument("--ann-size", type=int, default=1_000_000)
+    parser.add_argument("--skip-ann-1m", action="store_true", help="skip the --ann-size part")
+    parser.add_argument("--ann-only", action="store_true", help="skip encoder timings")
+    parser.add_argument("--hnsw-m", type=int, default=32)
+    parser.add_argument("--ef-construction", type=int, default=200)
+    parser.add_argument(
+        "--ef-search",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[100, 128, 192, 256, 384],
+        help="comma-separated efSearch values to sweep",
+    )
+    parser.add_argument(
+        "--work-dir", type=Path, default=Path.home() / ".cache" / "progsearch" / "bench"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    return parser.parse_args(argv)
+
+
+def print_report(report: dict[str, Any]) -> None:
+    print(f"command: {report['command']}\nthreads: {report['threads']}\n")
+    if "queries" in report:
+        q = report["queries"]
+        rows = [[name, v["p50_ms"], v["p99_ms"], v["mean_ms"]] for name, v in q["latency"].items()]
+        print_table(rows, ["query encoding (single query)", "p50 ms", "p99 ms", "mean ms"])
+        cos = q["cosine_int8_vs_torch_fp32"]
+        print(f"p50 ratio torch fp32 / int8: {q['speedup_p50_plain_over_int8']:.2f}x")
+        print(f"cosine int8 vs torch fp32: mean {cos['mean']:.4f}, min {cos['min']:.4f}\n")
+        d = report["documents"]
+        print_table(
+            [[name, rate] for name, rate in d["docs_per_s"].items()],
+            [f"embedding {d['docs']} docs ({d['mean_tokens']:.0f} tokens avg)", "docs/s"],
+        )
+        print()
+    ann = report["ann"]
+    print(f"ANN data: {ann['data']}; k=100, one query at a time, faiss threads=1")
+    if "hnsw_build_s" in ann:
+        print(f"HNSW build: {ann['hnsw_build_s']}")
+    rows = [
+        [name, v["p50_ms"], v["p99_ms"], v["mean_ms"], v["recall_at_10"]]
+        for name, v in ann["search"].items()
+    ]
+    print_table(rows, ["index", "p50 ms", "p99 ms", "mean ms", "recall@10"])
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
+    report: dict[str, Any] = {"command": command, "threads": args.threads}
+    queries = read_queries(args.data, args.queries)
+    int8 = Encoder.load(EncoderConfig(kind="int8", threads=args.threads))
+    if args.ann_only:
+        query_vectors = int8.encode_queries(queries)
+    else:
+        encoders = {
+            "int8 onnx": int8,
+            "fp32 onnx": Encoder.load(EncoderConfig(kind="fp32", threads=args.threads)),
+            "fp32 torch": Encoder.load(
+                EncoderConfig(kind="fp32", backend="torch", threads=args.threads)
+            ),
+        }
+        report["queries"], query_vectors = bench_queries(args, queries, encoders)
+        report["documents"] = bench_documents(args, read_docs(args.data, args.docs), encoders)
+    report["ann"] = bench_ann(args, args.data, query_vectors)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""The semantic phase: embed the query, find its nearest documents, fuse with the keyword phase.
+
+The candidates are the union of the keyword top-N and the nearest-neighbour top-N. Every
+candidate gets both of its scores exactly (its BM25 score by binary search in the postings of
+the query terms, its cosine from the memory-mapped vectors), so fusion never has to guess a
+missing score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from index.errors import QueryError
+from index.snapshot import Snapshot
+from index.vectors import IndexParams, VectorIndex, load_vector_index
+from rankers.fusion import fuse, previous_ranks
+from rankers.keyword import KeywordRanker, QueryPlan
+from rankers.taat import score_docs
+
+__all__ = ["FusionSettings", "SemanticRanker", "SemanticResult"]
+
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+
+FUSION_METHODS = ("linear", "rrf")
+
+
+@dataclass(frozen=True)
+class FusionSettings:
+    method: str = "linear"
+    dense_weight: float = 0.5
+    """Share of the dense score in linear fusion, or of the dense list in RRF."""
+    norm: str = "zscore"
+    rrf_k: float = 60.0
+    candidates: int = 100
+    """Depth of each candidate list (keyword and nearest neighbours)."""
+
+    def __post_init__(self) -> None:
+        if self.method not in FUSION_METHODS:
+            raise QueryError(f"fusion {self.method!r} is unknown; use one of {FUSION_METHODS}")
+        if not 0.0 <= self.dense_weight <= 1.0:
+            raise QueryError(f"dense_weight must be within [0, 1], got {self.dense_weight}")
+        if self.candidates < 1:
+            raise QueryError(f"candidates must be at least 1, got {self.candidates}")
+
+
+@dataclass(frozen=True)
+class SemanticResult:
+    docs: I64
+    scores: F32
+    previous: I64
+    """Each hit's 0-based rank in the keyword phase, -1 if the keyword phase did not show it."""
+
+
+class SemanticRanker:
+    """Holds the vector index; `encoder` is anything with `encode_query(text) -> (d,) array`."""
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        keyword: KeywordRanker,
+        encoder: Any,
+        fusion: FusionSettings | None = None,
+        threads: int = 1,
+    ) -> None:
+        entry = snapshot.manifest.get("vectors")
+        if not entry:
+            raise QueryError("this snapshot has no vectors; rebuild it without --no-vectors")
+        params = IndexParams.from_dict(entry["index"])
+        self.snapshot = snapshot
+        self.keyword = keyword
+        self.encoder = encoder
+        self.fusion = fusion or FusionSettings()
+        self.vectors: npt.NDArray[Any] = snapshot.arrays["vectors/vectors.npy"]
+        self.index: VectorIndex = load_vector_index(
+            snapshot.folder / "vectors", params, threads=threads
+        )
+
+    def dense(self, query_vector: F32, k: int) -> tuple[I64, F32]:
+        """Nearest documents by cosine (vectors are unit length)."""
+        return self.index.search(query_vector, k)
+
+    def fuse(
+        self,
+        plan: QueryPlan,
+        keyword_docs: I64,
+        query_vector: F32,
+        k: int,
+    ) -> SemanticResult:
+        """Fused top-k from the keyword candidates (best first) and the query's vector."""
+        depth = self.fusion.candidates
+        ann_docs, _ = self.dense(query_vector, depth)
+        cand = np.unique(np.concatenate([keyword_docs[:depth], ann_docs]))
+        if cand.size == 0:
+            empty = np.empty(0, dtype=np.int64)
+            return SemanticResult(empty, np.empty(0, dtype=np.float32), empty)
+        kw = self.keyword
+        bm25 = score_docs(kw.ptr, kw.post_doc, kw.post_imp, plan.terms, plan.weights, cand)
+        cos = (np.asarray(self.vectors[cand], dtype=np.float32) @ query_vector).astype(np.float32)
+        w = self.fusion.dense_weight
+        if self.fusion.method == "rrf":
+            lists = [cand[np.argsort(-bm25, kind="stable")], cand[np.argsort(-cos, kind="stable")]]
+            ids, scores = fuse("rrf", lists, weights=[1.0 - w, w], k=self.fusion.rrf_k)
+        else:
+            ids, scores = fuse(
+                "linear", [cand, cand], [bm25, cos], weights=[1.0 - w, w], norm=self.fusion.norm
+            )
+        ids, scores = ids[:k], scores[:k].astype(np.float32)
+        return SemanticResult(ids, scores, previous_ranks(ids, keyword_docs[:k]))

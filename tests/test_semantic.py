@@ -1,0 +1,121 @@
+"""The semantic phase on a small product catalog, with the real encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.errors import QueryError
+from index.snapshot import BuildOptions, Snapshot, load_snapshot, write_snapshot
+from index.sources import open_source
+from index.vector_stage import VectorOptions
+from rankers.encoder import Encoder, EncoderConfig
+from rankers.keyword import KeywordRanker
+from rankers.semantic import FusionSettings, SemanticRanker
+
+SAMPLE = Path(__file__).resolve().parent.parent / "app" / "data" / "sample.jsonl"
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
+    root = tmp_path_factory.mktemp("catalog")
+    options = BuildOptions(workers=1, vectors=VectorOptions(batch_size=8))
+    write_snapshot(open_source(SAMPLE), root, options)
+    return load_snapshot(root, verify=True)
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Encoder:
+    return Encoder.load(EncoderConfig(kind="int8"))
+
+
+@pytest.fixture(scope="module")
+def semantic(catalog: Snapshot, encoder: Encoder) -> SemanticRanker:
+    return SemanticRanker(catalog, KeywordRanker(catalog), encoder)
+
+
+def _search(semantic: SemanticRanker, query: str, k: int = 5) -> tuple[list[str], list[int]]:
+    plan = semantic.keyword.plan(query)
+    kw = semantic.keyword.run(plan, 100)
+    res = semantic.fuse(plan, kw.docs, semantic.encoder.encode_query(query), k)
+    return semantic.snapshot.external_ids(res.docs), res.previous.tolist()
+
+
+def test_manifest_records_the_vectors(catalog: Snapshot) -> None:
+    entry = catalog.manifest["vectors"]
+    assert entry["index"]["kind"] == "flat" and entry["index"]["count"] == 20
+    assert "fp32" in entry["encoder"]
+    vectors = catalog.arrays["vectors/vectors.npy"]
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+
+
+def test_meaning_finds_what_words_miss(semantic: SemanticRanker) -> None:
+    query = "footwear for jogging"
+    assert semantic.keyword.search(query, 5).docs.size == 0
+    ids, previous = _search(semantic, query)
+    assert ids[0] in {"p04", "p03"} and "p04" in ids[:2]
+    assert all(p == -1 for p in previous)
+
+
+def test_fusion_keeps_keyword_matches_and_reports_moves(semantic: SemanticRanker) -> None:
+    ids, previous = _search(semantic, "waterproof jacket for rainy hikes")
+    assert ids[0] == "p01"
+    assert previous[0] >= 0  # it was already in the keyword results
+
+
+@pytest.mark.parametrize("method", ["linear", "rrf"])
+def test_both_fusions_rank_the_obvious_answer_first(
+    catalog: Snapshot, encoder: Encoder, method: str
+) -> None:
+    ranker = SemanticRanker(catalog, KeywordRanker(catalog), encoder, FusionSettings(method))
+    ids, _ = _search(ranker, "espresso machine for lattes")
+    assert ids[0] == "p09"
+
+
+def test_keyword_only_snapshot_has_no_semantic_phase(tmp_path: Path, encoder: Encoder) -> None:
+    write_snapshot(open_source(SAMPLE), tmp_path, BuildOptions(workers=1))
+    snap = load_snapshot(tmp_path)
+    assert not snap.has_vectors
+    with pytest.raises(QueryError, match="no vectors"):
+        SemanticRanker(snap, KeywordRanker(snap), encoder)
+
+
+def test_bad_fusion_settings_are_refused() -> None:
+    with pytest.raises(QueryError, match="unknown"):
+        FusionSettings(method="borda")
+    with pytest.raises(QueryError, match="dense_weight"):
+        FusionSettings(dense_weight=1.5)
+
+
+def test_eval_reports_every_phase(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from app.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "corpus.jsonl").write_text(
+        "".join(
+            json.dumps({"_id": d.id, "title": d.title, "text": d.text}) + "\n"
+            for d in open_source(SAMPLE)
+        )
+    )
+    queries = {"q1": "footwear for jogging", "q2": "keep my tea hot", "q3": "coffee at home"}
+    (data / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in queries.items())
+    )
+    (data / "qrels").mkdir()
+    (data / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\nq1\tp04\t1\nq2\tp20\t1\nq3\tp09\t1\nq3\tp10\t1\n"
+    )
+    assert main(["index", str(data), "--out", str(tmp_path / "ix"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "ix"), "--dataset", str(data), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics) == {"keyword", "semantic", "dense"}
+    # q1 shares no word with its answer: only the phases that use meaning can find it.
+    assert metrics["dense"]["recall@100"] == 1.0
+    assert metrics["semantic"]["ndcg@10"] > metrics["keyword"]["ndcg@10"]
