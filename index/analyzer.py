@@ -18,10 +18,11 @@ from index.stopwords import ENGLISH
 
 __all__ = ["Analyzer", "AnalyzerSettings", "Token"]
 
-# A word is a run of letters and digits; an apostrophe or hyphen inside a word joins or splits it,
-# and an underscore splits it (see `_split_word`).
-_WORD = re.compile(r"\w+(?:['\u2019-]\w+)*")
-_POSSESSIVE = re.compile(r"['\u2019]s$")
+# A word is a run of letters and digits. Apostrophes are removed first, so they join a word
+# ("don't" -> "dont"; "patient's" -> "patients", which stems like "patient"); hyphens and
+# underscores separate words ("covid-19" -> "covid", "19").
+_WORD = re.compile(r"\w+")
+_APOSTROPHES = ("'", "\u2019")
 
 MAX_TOKEN_CHARS = 40
 """Longer runs (hashes, base64, glued URLs) are dropped: never typed, they bloat the vocabulary."""
@@ -66,14 +67,6 @@ def normalize(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold()
 
 
-def _split_word(word: str) -> list[str]:
-    """Hyphenated words are split into their parts ("covid-19" -> "covid", "19"); a possessive
-    "'s" is dropped and other apostrophes are removed ("don't" -> "dont")."""
-    word = _POSSESSIVE.sub("", word)
-    parts = word.replace("\u2019", "'").replace("'", "").replace("_", "-").split("-")
-    return [p for p in parts if p]
-
-
 @dataclass
 class Analyzer:
     settings: AnalyzerSettings = field(default_factory=AnalyzerSettings)
@@ -85,24 +78,23 @@ class Analyzer:
         self._stem_cache: dict[str, str] = {}
 
     def words(self, text: str) -> list[str]:
-        """Raw words of a text, normalized but not yet split, filtered or stemmed."""
-        return _WORD.findall(normalize(text))
+        """Raw words of a text: normalized, not yet filtered or stemmed."""
+        text = normalize(text)
+        for mark in _APOSTROPHES:
+            if mark in text:
+                text = text.replace(mark, "")
+        if "_" in text:
+            text = text.replace("_", " ")
+        return _WORD.findall(text)
 
-    def word_surfaces(self, word: str) -> list[str]:
-        """The surface forms one raw word contributes: none for a stopword, several for a
-        hyphenated word."""
-        split = "-" in word or "'" in word or "_" in word or "\u2019" in word
-        parts = _split_word(word) if split else [word]
-        stop = self._stop
-        limit = self.settings.max_token_chars
-        return [p for p in parts if p not in stop and len(p) <= limit]
+    def keep(self, word: str) -> bool:
+        """Whether a raw word is indexed: not a stopword, not absurdly long."""
+        return word not in self._stop and len(word) <= self.settings.max_token_chars
 
     def surfaces(self, text: str) -> list[str]:
         """Normalized words without stopwords, unstemmed."""
-        out: list[str] = []
-        for word in self.words(text):
-            out.extend(self.word_surfaces(word))
-        return out
+        keep = self.keep
+        return [w for w in self.words(text) if keep(w)]
 
     def stem_many(self, surfaces: list[str]) -> list[str]:
         """Stems of many distinct surfaces at once (index time)."""

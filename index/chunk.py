@@ -49,15 +49,6 @@ def runs(sorted_keys: I64) -> tuple[I64, I64]:
     return starts, lengths
 
 
-def _expand(raw_ids: I64, ptr: I64, flat: I32) -> tuple[I32, I64]:
-    """Replace each raw word by its surfaces; also return how many each produced."""
-    counts = ptr[raw_ids + 1] - ptr[raw_ids]
-    total = int(counts.sum())
-    first = np.repeat(ptr[raw_ids], counts)
-    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-    return flat[first + within], counts
-
-
 def analyze_chunk(
     titles: list[str], bodies: list[str], settings: AnalyzerSettings, title_weight: float
 ) -> ChunkPostings:
@@ -75,14 +66,15 @@ def analyze_chunk(
             lens[i] = len(words)
             ids.extend(map(lookup, words))
 
-    # Per distinct raw word: its surfaces (CSR), then per distinct surface: its stem.
+    # Per distinct raw word: its surface number (-1 for a word not indexed), then per distinct
+    # surface: its stem.
     surf_ids: dict[str, int] = {}
-    ptr = np.zeros(len(raw) + 1, dtype=np.int64)
-    flat: list[int] = []
-    for r, word in enumerate(raw):
-        for s in analyzer.word_surfaces(word):
-            flat.append(surf_ids.setdefault(s, len(surf_ids)))
-        ptr[r + 1] = len(flat)
+    keep = analyzer.keep
+    raw_surface = np.fromiter(
+        (surf_ids.setdefault(w, len(surf_ids)) if keep(w) else -1 for w in raw),
+        dtype=np.int64,
+        count=len(raw),
+    )
     surfaces = list(surf_ids)
     stems = analyzer.stem_many(surfaces)
     term_ids: dict[str, int] = {}
@@ -90,14 +82,15 @@ def analyze_chunk(
         (term_ids.setdefault(t, len(term_ids)) for t in stems), dtype=np.int32, count=len(stems)
     )
 
-    raw_arr = np.asarray(ids, dtype=np.int64)
+    token_surface = raw_surface[np.asarray(ids, dtype=np.int64)]
     token_doc = np.concatenate(
         [np.repeat(np.arange(n_docs, dtype=np.int64), field_lens[f]) for f in (0, 1)]
     )
     token_field = np.repeat(np.array([1, 0], dtype=np.int64), field_lens.sum(axis=1))
-    surf, counts = _expand(raw_arr, ptr, np.asarray(flat, dtype=np.int32))
-    doc = np.repeat(token_doc, counts)
-    is_title = np.repeat(token_field, counts)
+    indexed = token_surface >= 0
+    surf = token_surface[indexed]
+    doc = token_doc[indexed]
+    is_title = token_field[indexed]
     term = surface_term[surf].astype(np.int64)
 
     weights = np.where(is_title == 1, np.float32(title_weight), np.float32(1.0))
