@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     ix.add_argument("--no-vectors", action="store_true",
                     help="keyword-only index: skip embedding the documents")
     ix.add_argument("--embed-batch", type=int, default=32, help="documents per encoder batch")
+    ix.add_argument("--exact-max", type=int, default=200_000,
+                    help="exact vector search up to this many documents, HNSW above")
 
     se = sub.add_parser("search", help="search an index from the command line")
     se.add_argument("index", type=Path)
@@ -88,7 +90,9 @@ def _index(args: argparse.Namespace) -> int:
         bm25=BM25Params(k1=args.k1, b=args.b, title_weight=args.title_weight),
         workers=args.workers,
         progress=not args.quiet,
-        vectors=None if args.no_vectors else VectorOptions(batch_size=args.embed_batch),
+        vectors=None
+        if args.no_vectors
+        else VectorOptions(batch_size=args.embed_batch, exact_max=args.exact_max),
     )
     started = time.perf_counter()
     folder = write_snapshot(source, args.out, options)

@@ -111,3 +111,16 @@ class SemanticRanker:
             )
         ids, scores = ids[:k], scores[:k].astype(np.float32)
         return SemanticResult(ids, scores, previous_ranks(ids, keyword_docs[:k]))
+
+    def search(self, query: str, k: int, *, prefix: bool = False) -> SemanticResult:
+        """The whole phase for one query: keyword candidates, query vector, fusion.
+
+        A query with no word in it (empty, punctuation, symbols) has no meaning to embed
+        either: it gets no hits rather than the neighbours of an empty string.
+        """
+        if not self.keyword.analyzer.words(query):
+            empty = np.empty(0, dtype=np.int64)
+            return SemanticResult(empty, np.empty(0, dtype=np.float32), empty)
+        plan = self.keyword.plan(query, prefix=prefix)
+        candidates = self.keyword.run(plan, self.fusion.candidates)
+        return self.fuse(plan, candidates.docs, self.encoder.encode_query(query), k)

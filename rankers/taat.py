@@ -99,6 +99,7 @@ def score_maxscore(
     rest = np.cumsum(ub[::-1].astype(np.float64))[::-1] * (1.0 + 1e-5) + 1e-6
     theta = float("-inf")
     seen: list[I32] = []
+    n_seen = 0
     i = 0
     while i < terms.size and not (rest[i] <= theta):
         t = int(terms[i])
@@ -106,20 +107,40 @@ def score_maxscore(
         d = post_doc[lo:hi]
         acc[d] += post_imp[lo:hi] * weights[i]
         seen.append(d)
-        theta = max(theta, _kth_largest(acc[d], k))
+        n_seen += d.size
         i += 1
-    cand: I64 = (np.unique(np.concatenate(seen)) if len(seen) > 1 else seen[0]).astype(np.int64)
+        # The threshold can only stop this loop once the bounds seen so far exceed what is left.
+        if i < terms.size and rest[0] - rest[i] >= rest[i]:
+            theta = max(theta, _kth_largest(acc[d], k))
+    # Candidates are the documents whose partial score plus what the remaining terms could add
+    # still reaches the threshold.
+    remaining = float(rest[i]) if i < terms.size else 0.0
+    floor = max(theta - remaining, float(np.finfo(np.float32).tiny))  # untouched slots are 0
+    cand: I64
+    if n_seen * 8 < acc.size:
+        # Few postings seen: filter them, then deduplicate the survivors by sorting.
+        d = np.concatenate(seen)
+        d = np.sort(d[acc[d] >= floor])
+        cand = d[np.diff(d, prepend=-1) != 0].astype(np.int64)
+    else:
+        cand = np.flatnonzero(acc >= floor).astype(np.int64)
     scores: F32 = acc[cand]
-    acc[cand] = 0.0
+    acc.fill(0.0)
+    theta = max(theta, _kth_largest(scores, k))
     for j in range(i, terms.size):
-        keep = scores + rest[j] > theta
+        keep = scores + rest[j] >= theta
         cand, scores = cand[keep], scores[keep]
         if cand.size == 0:
             break
         t = int(terms[j])
-        _add_term(
-            post_doc[ptr[t] : ptr[t + 1]], post_imp[ptr[t] : ptr[t + 1]], weights[j], cand, scores
-        )
+        d, imp = post_doc[ptr[t] : ptr[t + 1]], post_imp[ptr[t] : ptr[t + 1]]
+        if cand.size * np.log2(max(d.size, 2)) > 4 * d.size:
+            # Many candidates against a short list: scatter the list, then gather.
+            acc[d] = imp
+            scores += acc[cand] * weights[j]
+            acc[d] = 0.0
+        else:
+            _add_term(d, imp, weights[j], cand, scores)
         theta = max(theta, _kth_largest(scores, k))
     best = top_k(scores, k)
     return cand[best], scores[best]

@@ -119,3 +119,20 @@ def test_eval_reports_every_phase(tmp_path: Path, capsys: pytest.CaptureFixture[
     # q1 shares no word with its answer: only the phases that use meaning can find it.
     assert metrics["dense"]["recall@100"] == 1.0
     assert metrics["semantic"]["ndcg@10"] > metrics["keyword"]["ndcg@10"]
+
+
+@pytest.mark.parametrize("query", ["", "   ", "?!.,;", "\u2603\u2603"])
+def test_queries_without_words_get_no_hits(semantic: SemanticRanker, query: str) -> None:
+    assert semantic.search(query, 5).docs.size == 0
+
+
+def test_a_huge_query_is_cut_not_refused(semantic: SemanticRanker) -> None:
+    query = "waterproof jacket " * 600  # 10,800 characters
+    result = semantic.search(query, 3)
+    assert semantic.snapshot.external_ids(result.docs)[0] == "p01"
+
+
+def test_search_equals_the_steps(semantic: SemanticRanker) -> None:
+    ids, _ = _search(semantic, "insulated bottle for cold drinks")
+    got = semantic.search("insulated bottle for cold drinks", 5)
+    assert semantic.snapshot.external_ids(got.docs) == ids

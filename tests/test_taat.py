@@ -25,9 +25,9 @@ def _random_index(rng: np.random.Generator, n_docs: int, n_terms: int):  # type:
 
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("k", [1, 10, 100])
-def test_same_as_exhaustive(seed: int, k: int) -> None:
+@pytest.mark.parametrize("n_docs", [2_000, 100_000])
+def test_same_as_exhaustive(seed: int, k: int, n_docs: int) -> None:
     rng = np.random.default_rng(seed)
-    n_docs = 2_000
     ptr, docs, imps, term_max = _random_index(rng, n_docs, 300)
     acc = np.zeros(n_docs, dtype=np.float32)
     for _ in range(20):
