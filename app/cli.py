@@ -38,11 +38,16 @@ def _parser() -> argparse.ArgumentParser:
     ix.add_argument("--k1", type=float, default=1.2)
     ix.add_argument("--b", type=float, default=0.75)
     ix.add_argument("--quiet", action="store_true", help="no progress bar")
-    ix.add_argument("--no-vectors", action="store_true",
-                    help="keyword-only index: skip embedding the documents")
+    ix.add_argument(
+        "--no-vectors", action="store_true", help="keyword-only index: skip embedding the documents"
+    )
     ix.add_argument("--embed-batch", type=int, default=32, help="documents per encoder batch")
-    ix.add_argument("--exact-max", type=int, default=200_000,
-                    help="exact vector search up to this many documents, HNSW above")
+    ix.add_argument(
+        "--exact-max",
+        type=int,
+        default=200_000,
+        help="exact vector search up to this many documents, HNSW above",
+    )
 
     se = sub.add_parser("search", help="search an index from the command line")
     se.add_argument("index", type=Path)
@@ -60,8 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--dataset", type=Path, required=True)
     ev.add_argument("--split", default="test")
     ev.add_argument("--json", action="store_true")
-    ev.add_argument("--encoder", default="int8", choices=["int8", "fp32"],
-                    help="query encoder of the semantic phases")
+    ev.add_argument(
+        "--encoder",
+        default="int8",
+        choices=["int8", "fp32"],
+        help="query encoder of the semantic phases",
+    )
 
     ve = sub.add_parser("verify", help="check an index's files against its manifest checksums")
     ve.add_argument("index", type=Path)
@@ -99,8 +108,10 @@ def _index(args: argparse.Namespace) -> int:
     took = time.perf_counter() - started
     manifest = json.loads((folder / "manifest.json").read_text())
     n = manifest["counts"]["docs"]
+    kw = manifest["build_seconds"]["keyword"]
     print(
-        f"indexed {n} documents into {folder} in {took:.1f} s ({n / max(took, 1e-9):,.0f} docs/s)"
+        f"indexed {n} documents into {folder} in {took:.1f} s "
+        f"(keyword index and store: {kw:.1f} s, {n / max(kw, 1e-9):,.0f} docs/s)"
     )
     if source.problems:
         print(f"skipped {len(source.problems)} bad lines (see the warnings above)", file=sys.stderr)

@@ -143,6 +143,7 @@ def write_snapshot(docs: Iterable[Document], root: Path, options: BuildOptions) 
         if stats.n_docs == 0:
             raise SourceError("the source holds no valid document; nothing was indexed")
         ids.save(tmp / "docs")
+        keyword_seconds = time.perf_counter() - started
         vectors = None
         if options.vectors is not None:
             vectors = build_vectors(tmp, root / WORK, options.vectors, options.progress)
@@ -159,7 +160,10 @@ def write_snapshot(docs: Iterable[Document], root: Path, options: BuildOptions) 
             "format_version": FORMAT_VERSION,
             "version": version,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "build_seconds": round(time.perf_counter() - started, 3),
+            "build_seconds": {
+                "keyword": round(keyword_seconds, 3),
+                "total": round(time.perf_counter() - started, 3),
+            },
             "analyzer": options.analyzer.to_json(),
             "bm25": options.bm25.to_json(),
             "counts": {

@@ -100,7 +100,13 @@ class KeywordRanker:
 
     def run(self, plan: QueryPlan, k: int) -> KeywordResult:
         docs, scores = score_terms(
-            self.ptr, self.post_doc, self.post_imp, self.term_max, plan.terms, plan.weights, k,
+            self.ptr,
+            self.post_doc,
+            self.post_imp,
+            self.term_max,
+            plan.terms,
+            plan.weights,
+            k,
             self._acc(),
         )
         return KeywordResult(
