@@ -28,7 +28,7 @@ class VectorOptions:
     exact_max: int = 200_000
     hnsw_m: int = 32
     ef_construction: int = 200
-    ef_search: int = 128
+    ef_search: int = 256
     cache_dir: Path | None = None
 
 

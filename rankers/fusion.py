@@ -24,7 +24,16 @@ import numpy.typing as npt
 from index.errors import QueryError
 from rankers.types import IdArray, ScoreArray
 
-__all__ = ["FUSION_METHODS", "NORMS", "FusionError", "fuse", "linear", "previous_ranks", "rrf"]
+__all__ = [
+    "FUSION_METHODS",
+    "NORMS",
+    "FusionError",
+    "fuse",
+    "linear",
+    "linear_aligned",
+    "previous_ranks",
+    "rrf",
+]
 
 Float64Array = npt.NDArray[np.float64]
 Norm = Literal["minmax", "zscore", "max"]
@@ -195,3 +204,19 @@ def previous_ranks(new_ids: npt.ArrayLike, old_ids: npt.ArrayLike) -> IdArray:
     positions = np.minimum(positions, old.size - 1)
     found = old[sorter[positions]] == new
     return np.where(found, sorter[positions], -1).astype(np.int64)
+
+
+def linear_aligned(
+    score_lists: Sequence[npt.ArrayLike], weights: Sequence[float], norm: str = "zscore"
+) -> Float64Array:
+    """Weighted sum of normalized scores that all describe the same documents, in the same
+    order (no id matching needed, so it is much cheaper than :func:`linear`)."""
+    arrays = [np.asarray(s, dtype=np.float64) for s in score_lists]
+    if len(arrays) != len(weights):
+        raise FusionError(f"{len(arrays)} score lists but {len(weights)} weights")
+    if len({a.shape for a in arrays}) > 1:
+        raise FusionError("aligned score lists must have the same length")
+    total = np.zeros(arrays[0].shape if arrays else (0,), dtype=np.float64)
+    for scores, weight in zip(arrays, weights, strict=True):
+        total += weight * _normalize(scores, norm)
+    return total

@@ -17,7 +17,7 @@ import numpy.typing as npt
 from index.errors import QueryError
 from index.snapshot import Snapshot
 from index.vectors import IndexParams, VectorIndex, load_vector_index
-from rankers.fusion import fuse, previous_ranks
+from rankers.fusion import fuse, linear_aligned, previous_ranks
 from rankers.keyword import KeywordRanker, QueryPlan
 from rankers.taat import score_docs
 
@@ -106,9 +106,10 @@ class SemanticRanker:
             lists = [cand[np.argsort(-bm25, kind="stable")], cand[np.argsort(-cos, kind="stable")]]
             ids, scores = fuse("rrf", lists, weights=[1.0 - w, w], k=self.fusion.rrf_k)
         else:
-            ids, scores = fuse(
-                "linear", [cand, cand], [bm25, cos], weights=[1.0 - w, w], norm=self.fusion.norm
-            )
+            # Every candidate has both scores: fuse the aligned arrays directly.
+            fused = linear_aligned([bm25, cos], [1.0 - w, w], norm=self.fusion.norm)
+            order = np.lexsort((cand, -fused))
+            ids, scores = cand[order], fused[order]
         ids, scores = ids[:k], scores[:k].astype(np.float32)
         return SemanticResult(ids, scores, previous_ranks(ids, keyword_docs[:k]))
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from index.errors import QueryError
-from rankers.fusion import FusionError, fuse, linear, previous_ranks, rrf
+from rankers.fusion import FusionError, fuse, linear, linear_aligned, previous_ranks, rrf
 
 
 def ids(*values: int) -> np.ndarray:
@@ -172,3 +172,20 @@ def test_previous_ranks(new: np.ndarray, old: np.ndarray, want: list[int]) -> No
     got = previous_ranks(new, old)
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("norm", ["minmax", "zscore"])
+def test_linear_aligned_equals_linear_on_shared_candidates(norm: str) -> None:
+    rng = np.random.default_rng(4)
+    ids = np.arange(50, dtype=np.int64)
+    a, b = rng.random(50), rng.random(50)
+    expected_ids, expected = linear([ids, ids], [a, b], weights=[0.3, 0.7], norm=norm)
+    fused = linear_aligned([a, b], [0.3, 0.7], norm=norm)
+    np.testing.assert_allclose(fused[expected_ids], expected, rtol=1e-5)
+
+
+def test_linear_aligned_refuses_mismatched_lists() -> None:
+    with pytest.raises(FusionError, match="same length"):
+        linear_aligned([np.ones(3), np.ones(4)], [0.5, 0.5])
+    with pytest.raises(FusionError, match="weights"):
+        linear_aligned([np.ones(3)], [0.5, 0.5])
