@@ -109,7 +109,7 @@ class SemanticRanker:
             # Every candidate has both scores: fuse the aligned arrays directly.
             fused = linear_aligned([bm25, cos], [1.0 - w, w], norm=self.fusion.norm)
             order = np.lexsort((cand, -fused))
-            ids, scores = cand[order], fused[order]
+            ids, scores = cand[order], fused[order].astype(np.float32)
         ids, scores = ids[:k], scores[:k].astype(np.float32)
         return SemanticResult(ids, scores, previous_ranks(ids, keyword_docs[:k]))
 
