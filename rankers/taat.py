@@ -165,11 +165,31 @@ def score_docs(ptr: I64, post_doc: I32, post_imp: F32, terms: I64, weights: F32,
     Lets a later phase score candidates that the keyword top-k did not include.
     """
     scores = np.zeros(docs.size, dtype=np.float32)
-    if docs.size == 0:
+    if docs.size == 0 or terms.size == 0:
         return scores
-    for t, w in zip(terms.tolist(), weights.tolist(), strict=True):
-        _add_term(post_doc[ptr[t] : ptr[t + 1]], post_imp[ptr[t] : ptr[t + 1]], w, docs, scores)
-    return scores
+    lengths = ptr[terms + 1] - ptr[terms]
+    if int(lengths.sum()) > _BATCHED_POSTINGS:
+        for t, w in zip(terms.tolist(), weights.tolist(), strict=True):
+            _add_term(post_doc[ptr[t] : ptr[t + 1]], post_imp[ptr[t] : ptr[t + 1]], w, docs, scores)
+        return scores
+    # Short lists: one binary search for all terms at once. Keys (term slot, doc) are sorted
+    # because each list is sorted by doc and the lists are laid end to end in slot order.
+    slots = np.arange(terms.size, dtype=np.int64)
+    keys = np.concatenate([post_doc[ptr[t] : ptr[t + 1]] for t in terms.tolist()]).astype(np.int64)
+    keys += np.repeat(slots << 32, lengths)
+    imps = np.concatenate([post_imp[ptr[t] : ptr[t + 1]] for t in terms.tolist()])
+    imps = imps * np.repeat(weights, lengths)
+    wanted = ((slots << 32)[:, None] + docs[None, :]).ravel()
+    pos = np.searchsorted(keys, wanted)
+    pos[pos >= keys.size] = 0
+    hit = keys[pos] == wanted
+    contrib = np.where(hit, imps[pos], np.float32(0.0)).reshape(terms.size, docs.size)
+    total: F32 = contrib.sum(axis=0, dtype=np.float32)
+    return total
+
+
+_BATCHED_POSTINGS = 200_000
+"""Up to this many postings in all, candidates are scored with one batched binary search."""
 
 
 def _add_term(d: I32, imp: F32, weight: float, docs: I64, scores: F32) -> None:

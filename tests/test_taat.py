@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rankers import taat
 from rankers.taat import (
     score_dense,
     score_docs,
@@ -60,7 +61,12 @@ def test_no_terms() -> None:
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_score_docs_matches_exhaustive(seed: int) -> None:
+@pytest.mark.parametrize("batched", [True, False])
+def test_score_docs_matches_exhaustive(
+    seed: int, batched: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not batched:
+        monkeypatch.setattr(taat, "_BATCHED_POSTINGS", 0)
     rng = np.random.default_rng(seed)
     n_docs = 500
     ptr, docs, imps, _ = _random_index(rng, n_docs, 50)
