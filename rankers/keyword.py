@@ -11,7 +11,7 @@ import numpy.typing as npt
 from index.analyzer import Analyzer
 from index.snapshot import Snapshot
 from rankers.fuzzy import TypoCorrector
-from rankers.taat import score_terms
+from rankers.taat import Postings, score_terms
 from rankers.types import Correction, Expansion, KeywordResult
 from rankers.vocabulary import Vocabulary
 
@@ -49,10 +49,12 @@ class KeywordRanker:
         self.analyzer = Analyzer(self.snapshot.analyzer)
         self.vocab = Vocabulary.from_arrays(a)
         self.typos = TypoCorrector(self.vocab)
-        self.ptr = a["keyword/term_ptr.npy"]
-        self.post_doc = a["keyword/post_doc.npy"]
-        self.post_imp = a["keyword/post_imp.npy"]
-        self.term_max = a["keyword/term_max.npy"]
+        self.postings = Postings(
+            a["keyword/term_ptr.npy"],
+            a["keyword/post_doc.npy"],
+            a["keyword/post_imp.npy"],
+            a["keyword/term_max.npy"],
+        )
 
     def plan(self, query: str, *, prefix: bool = False) -> QueryPlan:
         tokens = self.analyzer.tokens(query)
@@ -99,16 +101,7 @@ class KeywordRanker:
         return self.run(self.plan(query, prefix=prefix), k)
 
     def run(self, plan: QueryPlan, k: int) -> KeywordResult:
-        docs, scores = score_terms(
-            self.ptr,
-            self.post_doc,
-            self.post_imp,
-            self.term_max,
-            plan.terms,
-            plan.weights,
-            k,
-            self._acc(),
-        )
+        docs, scores = score_terms(self.postings, plan.terms, plan.weights, k, self._acc())
         return KeywordResult(
             docs=docs,
             scores=scores,

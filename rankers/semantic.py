@@ -98,8 +98,7 @@ class SemanticRanker:
         if cand.size == 0:
             empty = np.empty(0, dtype=np.int64)
             return SemanticResult(empty, np.empty(0, dtype=np.float32), empty)
-        kw = self.keyword
-        bm25 = score_docs(kw.ptr, kw.post_doc, kw.post_imp, plan.terms, plan.weights, cand)
+        bm25 = score_docs(self.keyword.postings, plan.terms, plan.weights, cand)
         cos = (np.asarray(self.vectors[cand], dtype=np.float32) @ query_vector).astype(np.float32)
         w = self.fusion.dense_weight
         if self.fusion.method == "rrf":

@@ -11,6 +11,8 @@ common terms are mostly skipped.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import numpy.typing as npt
 
@@ -18,6 +20,7 @@ from rankers.bm25 import top_k
 
 __all__ = [
     "DENSE_MAX_DOCS",
+    "Postings",
     "score_dense",
     "score_docs",
     "score_exhaustive",
@@ -34,6 +37,16 @@ I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
 
 
+class Postings(NamedTuple):
+    """A snapshot's postings in CSR form: the postings of term t are rows ptr[t]:ptr[t + 1] of
+    `doc` (ascending) and `imp` (BM25 impacts); `term_max` is each term's best impact."""
+
+    ptr: I64
+    doc: I32
+    imp: F32
+    term_max: F32
+
+
 def _kth_largest(values: F32, k: int) -> float:
     n = values.size
     if n < k:
@@ -42,10 +55,7 @@ def _kth_largest(values: F32, k: int) -> float:
 
 
 def score_terms(
-    ptr: I64,
-    post_doc: I32,
-    post_imp: F32,
-    term_max: F32,
+    postings: Postings,
     terms: I64,
     weights: F32,
     k: int,
@@ -59,14 +69,15 @@ def score_terms(
     if terms.size == 0 or k <= 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
     if acc.size <= DENSE_MAX_DOCS:
-        return score_dense(ptr, post_doc, post_imp, terms, weights, k, acc.size)
-    return score_maxscore(ptr, post_doc, post_imp, term_max, terms, weights, k, acc)
+        return score_dense(postings, terms, weights, k, acc.size)
+    return score_maxscore(postings, terms, weights, k, acc)
 
 
 def score_dense(
-    ptr: I64, post_doc: I32, post_imp: F32, terms: I64, weights: F32, k: int, n_docs: int
+    postings: Postings, terms: I64, weights: F32, k: int, n_docs: int
 ) -> tuple[I64, F32]:
     """Score every posting with one bincount, then select over all documents."""
+    ptr, post_doc, post_imp, _ = postings
     docs: list[I32] = []
     imps: list[F32] = []
     for t, w in zip(terms.tolist(), weights.tolist(), strict=True):
@@ -82,16 +93,10 @@ def score_dense(
 
 
 def score_maxscore(
-    ptr: I64,
-    post_doc: I32,
-    post_imp: F32,
-    term_max: F32,
-    terms: I64,
-    weights: F32,
-    k: int,
-    acc: F32,
+    postings: Postings, terms: I64, weights: F32, k: int, acc: F32
 ) -> tuple[I64, F32]:
     """MaxScore pruning (see the module docstring); same contract as `score_terms`."""
+    ptr, post_doc, post_imp, term_max = postings
     ub = term_max[terms] * weights
     order = np.argsort(-ub, kind="stable")
     terms, weights, ub = terms[order], weights[order], ub[order]
@@ -147,9 +152,10 @@ def score_maxscore(
 
 
 def score_exhaustive(
-    ptr: I64, post_doc: I32, post_imp: F32, n_docs: int, terms: I64, weights: F32, k: int
+    postings: Postings, n_docs: int, terms: I64, weights: F32, k: int
 ) -> tuple[I64, F32]:
     """Reference: score every document, then select. Used by tests and benchmarks."""
+    ptr, post_doc, post_imp, _ = postings
     scores = np.zeros(n_docs, dtype=np.float32)
     for t, w in zip(terms.tolist(), weights.tolist(), strict=True):
         lo, hi = int(ptr[t]), int(ptr[t + 1])
@@ -159,11 +165,12 @@ def score_exhaustive(
     return touched[best].astype(np.int64), scores[touched][best]
 
 
-def score_docs(ptr: I64, post_doc: I32, post_imp: F32, terms: I64, weights: F32, docs: I64) -> F32:
+def score_docs(postings: Postings, terms: I64, weights: F32, docs: I64) -> F32:
     """BM25 scores of given documents (any order), by binary search in each postings list.
 
     Lets a later phase score candidates that the keyword top-k did not include.
     """
+    ptr, post_doc, post_imp, _ = postings
     scores = np.zeros(docs.size, dtype=np.float32)
     if docs.size == 0 or terms.size == 0:
         return scores

@@ -12,7 +12,7 @@ from index.analyzer import Analyzer, AnalyzerSettings
 from index.snapshot import BuildOptions, load_snapshot, write_snapshot
 from index.sources import open_source
 from rankers.bm25 import BM25Params, top_k
-from rankers.taat import score_exhaustive
+from rankers.taat import Postings, score_exhaustive
 from tests.conftest import make_corpus, write_jsonl
 
 QUERIES = [
@@ -32,10 +32,14 @@ def _scores(folder: Path, n_docs: int, query: str) -> np.ndarray:
     vocab = a["keyword/terms.npy"]
     ids = np.asarray([int(np.searchsorted(vocab, t)) for t in terms], dtype=np.int64)
     uniq, counts = np.unique(ids, return_counts=True)
-    docs, scores = score_exhaustive(
+    postings = Postings(
         a["keyword/term_ptr.npy"],
         a["keyword/post_doc.npy"],
         a["keyword/post_imp.npy"],
+        a["keyword/term_max.npy"],
+    )
+    docs, scores = score_exhaustive(
+        postings,
         n_docs,
         uniq,
         counts.astype(np.float32),

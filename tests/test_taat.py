@@ -7,6 +7,7 @@ import pytest
 
 from rankers import taat
 from rankers.taat import (
+    Postings,
     score_dense,
     score_docs,
     score_exhaustive,
@@ -34,10 +35,11 @@ def test_same_as_exhaustive(seed: int, k: int, n_docs: int) -> None:
     for _ in range(20):
         terms = rng.choice(300, rng.integers(1, 9), replace=False).astype(np.int64)
         weights = rng.uniform(0.2, 2.0, terms.size).astype(np.float32)
-        ref_docs, ref_scores = score_exhaustive(ptr, docs, imps, n_docs, terms, weights, k)
-        pruned = score_maxscore(ptr, docs, imps, term_max, terms, weights, k, acc)
+        postings = Postings(ptr, docs, imps, term_max)
+        ref_docs, ref_scores = score_exhaustive(postings, n_docs, terms, weights, k)
+        pruned = score_maxscore(postings, terms, weights, k, acc)
         assert not acc.any(), "the scratch accumulator must be handed back zeroed"
-        dense = score_dense(ptr, docs, imps, terms, weights, k, n_docs)
+        dense = score_dense(postings, terms, weights, k, n_docs)
         for got_docs, got_scores in (pruned, dense):
             np.testing.assert_allclose(got_scores, ref_scores, rtol=1e-5)
             # Equal scores at the cut may be chosen differently; everything above must match.
@@ -47,11 +49,9 @@ def test_same_as_exhaustive(seed: int, k: int, n_docs: int) -> None:
 
 def test_no_terms() -> None:
     z = np.zeros(1, dtype=np.float32)
+    empty = Postings(np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), z)
     docs, scores = score_terms(
-        np.zeros(1, np.int64),
-        np.zeros(0, np.int32),
-        np.zeros(0, np.float32),
-        z,
+        empty,
         np.zeros(0, np.int64),
         np.zeros(0, np.float32),
         10,
@@ -72,10 +72,9 @@ def test_score_docs_matches_exhaustive(
     ptr, docs, imps, _ = _random_index(rng, n_docs, 50)
     terms = rng.choice(50, 5, replace=False).astype(np.int64)
     weights = rng.uniform(0.5, 2.0, 5).astype(np.float32)
-    all_docs, all_scores = score_exhaustive(ptr, docs, imps, n_docs, terms, weights, n_docs)
+    postings = Postings(ptr, docs, imps, imps[:0])
+    all_docs, all_scores = score_exhaustive(postings, n_docs, terms, weights, n_docs)
     full = np.zeros(n_docs, dtype=np.float32)
     full[all_docs] = all_scores
     some = rng.choice(n_docs, 40, replace=False).astype(np.int64)
-    np.testing.assert_allclose(
-        score_docs(ptr, docs, imps, terms, weights, some), full[some], rtol=1e-6
-    )
+    np.testing.assert_allclose(score_docs(postings, terms, weights, some), full[some], rtol=1e-6)
