@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 demo: $(STAMP)
 	$(BIN)/progsearch index app/data/sample.jsonl --out $(DEMO_INDEX) --quiet
-	$(BIN)/progsearch search $(DEMO_INDEX) "waterproof jaket for hiking"
+	$(BIN)/progsearch search $(DEMO_INDEX) "waterproof jaket for hiking" --semantic
+	$(BIN)/progsearch search $(DEMO_INDEX) "footwear for jogging" --semantic
 	$(BIN)/progsearch search $(DEMO_INDEX) "espres" --prefix
 
 services:

@@ -59,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
         help="treat the last word as unfinished (search as you type)",
     )
     se.add_argument("--json", action="store_true")
+    se.add_argument(
+        "--semantic",
+        action="store_true",
+        help="also run the semantic phase (needs an index with vectors)",
+    )
 
     ev = sub.add_parser("eval", help="nDCG@10, Recall@100 and MRR@10 of each phase on BEIR data")
     ev.add_argument("index", type=Path)
@@ -118,6 +123,31 @@ def _index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hits(snapshot: Any, docs: Any, scores: Any, previous: Any = None) -> list[dict[str, Any]]:
+    stored = snapshot.docs.get_many([int(d) for d in docs])
+    hits: list[dict[str, Any]] = []
+    for i, (d, s) in enumerate(zip(stored, scores, strict=True)):
+        hit = {
+            "rank": i + 1,
+            "id": d.id if d else "",
+            "score": round(float(s), 4),
+            "title": d.title if d else "",
+        }
+        if previous is not None:
+            hit["previous_rank"] = int(previous[i]) + 1 if previous[i] >= 0 else None
+        hits.append(hit)
+    return hits
+
+
+def _print_hits(title: str, hits: list[dict[str, Any]], took_ms: float) -> None:
+    print(f"{title} ({len(hits)} hits in {took_ms:.2f} ms)")
+    for h in hits:
+        move = ""
+        if "previous_rank" in h:
+            move = "  new" if h["previous_rank"] is None else f"  was {h['previous_rank']}"
+        print(f"{h['rank']:>3}  {h['score']:8.3f}  {h['id']}  {h['title'][:70]}{move}")
+
+
 def _search(args: argparse.Namespace) -> int:
     from index.snapshot import load_snapshot
     from rankers.keyword import KeywordRanker
@@ -129,24 +159,28 @@ def _search(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     result = ranker.search(args.query, args.k, prefix=args.prefix)
     took_ms = (time.perf_counter() - started) * 1e3
-    docs = snapshot.docs.get_many([int(d) for d in result.docs])
-    hits: list[dict[str, Any]] = [
-        {
-            "rank": i + 1,
-            "id": d.id if d else "",
-            "score": round(float(s), 4),
-            "title": d.title if d else "",
-        }
-        for i, (d, s) in enumerate(zip(docs, result.scores, strict=True))
-    ]
-    out = {
+    out: dict[str, Any] = {
         "query": args.query,
-        "took_ms": round(took_ms, 3),
+        "keyword": {
+            "took_ms": round(took_ms, 3),
+            "hits": _hits(snapshot, result.docs, result.scores),
+        },
         "corrections": [c.__dict__ for c in result.corrections],
         "expansion": result.expansion.__dict__ if result.expansion else None,
         "unknown": list(result.unknown),
-        "hits": hits,
     }
+    if args.semantic:
+        from rankers.encoder import Encoder, EncoderConfig
+        from rankers.semantic import SemanticRanker
+
+        semantic = SemanticRanker(snapshot, ranker, Encoder.load(EncoderConfig()))
+        started = time.perf_counter()
+        fused = semantic.search(args.query, args.k, prefix=args.prefix)
+        sem_ms = (time.perf_counter() - started) * 1e3
+        out["semantic"] = {
+            "took_ms": round(sem_ms, 3),
+            "hits": _hits(snapshot, fused.docs, fused.scores, fused.previous),
+        }
     if args.json:
         print(json.dumps(out, ensure_ascii=False))
         return 0
@@ -157,9 +191,9 @@ def _search(args: argparse.Namespace) -> int:
         )
     if result.expansion:
         print(f"completed {result.expansion.prefix!r} to {', '.join(result.expansion.completions)}")
-    for h in hits:
-        print(f"{h['rank']:>3}  {h['score']:8.3f}  {h['id']}  {h['title'][:80]}")
-    print(f"{len(hits)} hits in {took_ms:.2f} ms")
+    _print_hits("keyword", out["keyword"]["hits"], took_ms)
+    if args.semantic:
+        _print_hits("semantic", out["semantic"]["hits"], out["semantic"]["took_ms"])
     return 0
 
 

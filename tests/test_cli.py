@@ -31,7 +31,7 @@ def test_index_search_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(["search", str(tmp_path / "ix"), "insullin", "-k", "3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["corrections"][0]["corrected"] == "insulin"
-    assert len(out["hits"]) == 3 and out["hits"][0]["rank"] == 1
+    assert len(out["keyword"]["hits"]) == 3 and out["keyword"]["hits"][0]["rank"] == 1
 
     assert (
         main(["eval", str(tmp_path / "ix"), "--dataset", str(data), "--split", "test", "--json"])

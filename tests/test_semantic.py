@@ -136,3 +136,19 @@ def test_search_equals_the_steps(semantic: SemanticRanker) -> None:
     ids, _ = _search(semantic, "insulated bottle for cold drinks")
     got = semantic.search("insulated bottle for cold drinks", 5)
     assert semantic.snapshot.external_ids(got.docs) == ids
+
+
+def test_cli_search_prints_both_phases(
+    catalog: Snapshot, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from app.cli import main
+
+    assert (
+        main(["search", str(catalog.folder), "footwear for jogging", "--semantic", "--json"]) == 0
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert out["keyword"]["hits"] == []
+    first = out["semantic"]["hits"][0]
+    assert first["id"] in {"p03", "p04"} and first["previous_rank"] is None
