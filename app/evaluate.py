@@ -82,7 +82,7 @@ def phase_retrievers(
     def run_semantic(query: str, k: int) -> tuple[list[str], list[float]]:
         plan = keyword.plan(query)
         kw = keyword.run(plan, semantic.fusion.candidates)
-        res = semantic.fuse(plan, kw.docs, encoder.encode_query(query), k)
+        res = semantic.fuse(plan, kw, encoder.encode_query(query), k)
         return snapshot.external_ids(res.docs), res.scores.tolist()
 
     def run_dense(query: str, k: int) -> tuple[list[str], list[float]]:

@@ -53,7 +53,7 @@ def main() -> None:
         run = {}
         for q in queries:
             kw = keyword.run(plans[q], fusion.candidates)
-            res = ranker.fuse(plans[q], kw.docs, vectors[q], 100)
+            res = ranker.fuse(plans[q], kw, vectors[q], 100)
             ids = snapshot.external_ids(res.docs)
             run[q] = {d: float(len(ids) - i) for i, d in enumerate(ids)}
         m = evaluate_run(run, qrels)
@@ -61,7 +61,7 @@ def main() -> None:
         rows.append([name, fusion.dense_weight, *(f"{m[k]:.4f}" for k in METRICS)])
     print_table(rows, ["fusion", "dense weight", *METRICS])
     ranker = SemanticRanker(snapshot, keyword, encoder, FusionSettings())
-    candidates = {q: keyword.run(plans[q], ranker.fusion.candidates).docs for q in queries}
+    candidates = {q: keyword.run(plans[q], ranker.fusion.candidates) for q in queries}
     ids = list(queries)
     secs = time_calls(
         lambda q: ranker.fuse(plans[q], candidates[q], vectors[q], 10), ids, warmup=50

@@ -20,6 +20,7 @@ from index.vectors import IndexParams, VectorIndex, load_vector_index
 from rankers.fusion import fuse, linear_aligned, previous_ranks
 from rankers.keyword import KeywordRanker, QueryPlan
 from rankers.taat import score_docs
+from rankers.types import KeywordResult
 
 __all__ = ["FusionSettings", "SemanticRanker", "SemanticResult"]
 
@@ -87,18 +88,23 @@ class SemanticRanker:
     def fuse(
         self,
         plan: QueryPlan,
-        keyword_docs: I64,
+        keyword: KeywordResult,
         query_vector: F32,
         k: int,
     ) -> SemanticResult:
-        """Fused top-k from the keyword candidates (best first) and the query's vector."""
+        """Fused top-k from the keyword phase's result (its candidates, best first, run with
+        `fusion.candidates` as k) and the query's vector."""
+        keyword_docs = keyword.docs
         depth = self.fusion.candidates
         ann_docs, _ = self.dense(query_vector, depth)
         cand = np.unique(np.concatenate([keyword_docs[:depth], ann_docs]))
         if cand.size == 0:
             empty = np.empty(0, dtype=np.int64)
             return SemanticResult(empty, np.empty(0, dtype=np.float32), empty)
-        bm25 = score_docs(self.keyword.postings, plan.terms, plan.weights, cand)
+        if keyword.all_scores is not None:
+            bm25 = keyword.all_scores[cand].astype(np.float32)
+        else:
+            bm25 = score_docs(self.keyword.postings, plan.terms, plan.weights, cand)
         cos = (np.asarray(self.vectors[cand], dtype=np.float32) @ query_vector).astype(np.float32)
         w = self.fusion.dense_weight
         if self.fusion.method == "rrf":
@@ -123,4 +129,4 @@ class SemanticRanker:
             return SemanticResult(empty, np.empty(0, dtype=np.float32), empty)
         plan = self.keyword.plan(query, prefix=prefix)
         candidates = self.keyword.run(plan, self.fusion.candidates)
-        return self.fuse(plan, candidates.docs, self.encoder.encode_query(query), k)
+        return self.fuse(plan, candidates, self.encoder.encode_query(query), k)

@@ -21,11 +21,13 @@ from rankers.bm25 import top_k
 __all__ = [
     "DENSE_MAX_DOCS",
     "Postings",
+    "dense_scores",
     "score_dense",
     "score_docs",
     "score_exhaustive",
     "score_maxscore",
     "score_terms",
+    "select",
 ]
 
 DENSE_MAX_DOCS = 65_536
@@ -33,6 +35,7 @@ DENSE_MAX_DOCS = 65_536
 costs less than the bookkeeping of pruning."""
 
 F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
 
@@ -77,6 +80,13 @@ def score_dense(
     postings: Postings, terms: I64, weights: F32, k: int, n_docs: int
 ) -> tuple[I64, F32]:
     """Score every posting with one bincount, then select over all documents."""
+    return select(dense_scores(postings, terms, weights, n_docs), k)
+
+
+def dense_scores(postings: Postings, terms: I64, weights: F32, n_docs: int) -> F64:
+    """The score of every document (0 where no query term occurs)."""
+    if terms.size == 0:
+        return np.zeros(n_docs, dtype=np.float64)
     ptr, post_doc, post_imp, _ = postings
     docs: list[I32] = []
     imps: list[F32] = []
@@ -85,11 +95,15 @@ def score_dense(
         docs.append(post_doc[lo:hi])
         imps.append(post_imp[lo:hi] * np.float32(w) if w != 1.0 else post_imp[lo:hi])
     counts = np.bincount(np.concatenate(docs), np.concatenate(imps), minlength=n_docs)
-    acc = np.asarray(counts, dtype=np.float64)  # already float64: weights make it so
-    best = top_k(acc, k)
-    scores = acc[best].astype(np.float32)
-    matched = scores > 0
-    return best[matched], scores[matched]
+    return np.asarray(counts, dtype=np.float64)  # already float64: weights make it so
+
+
+def select(scores: F64, k: int) -> tuple[I64, F32]:
+    """The top k documents of a dense score array, leaving out documents that scored 0."""
+    best = top_k(scores, k)
+    chosen = scores[best].astype(np.float32)
+    matched = chosen > 0
+    return best[matched], chosen[matched]
 
 
 def score_maxscore(

@@ -53,6 +53,9 @@ class KeywordResult:
     term_ids: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
     """Index terms the query was scored with (rows of `vocabulary`)."""
     vocabulary: npt.NDArray[np.str_] = field(default_factory=lambda: np.empty(0, "U1"))
+    all_scores: npt.NDArray[np.float64] | None = None
+    """The score of every document, kept when the corpus is small enough to score densely, so
+    the semantic phase can read the BM25 score of any candidate."""
 
     @property
     def terms(self) -> tuple[str, ...]:

@@ -40,7 +40,7 @@ def semantic(catalog: Snapshot, encoder: Encoder) -> SemanticRanker:
 def _search(semantic: SemanticRanker, query: str, k: int = 5) -> tuple[list[str], list[int]]:
     plan = semantic.keyword.plan(query)
     kw = semantic.keyword.run(plan, 100)
-    res = semantic.fuse(plan, kw.docs, semantic.encoder.encode_query(query), k)
+    res = semantic.fuse(plan, kw, semantic.encoder.encode_query(query), k)
     return semantic.snapshot.external_ids(res.docs), res.previous.tolist()
 
 
@@ -152,3 +152,17 @@ def test_cli_search_prints_both_phases(
     assert out["keyword"]["hits"] == []
     first = out["semantic"]["hits"][0]
     assert first["id"] in {"p03", "p04"} and first["previous_rank"] is None
+
+
+def test_candidate_bm25_from_dense_scores_equals_binary_search(semantic: SemanticRanker) -> None:
+    import dataclasses
+
+    query = "warm jacket for winter hiking"
+    plan = semantic.keyword.plan(query)
+    kw = semantic.keyword.run(plan, 100)
+    assert kw.all_scores is not None  # a small corpus is scored densely
+    vector = semantic.encoder.encode_query(query)
+    dense_path = semantic.fuse(plan, kw, vector, 10)
+    search_path = semantic.fuse(plan, dataclasses.replace(kw, all_scores=None), vector, 10)
+    assert dense_path.docs.tolist() == search_path.docs.tolist()
+    np.testing.assert_allclose(dense_path.scores, search_path.scores, rtol=1e-5)
