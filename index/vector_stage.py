@@ -26,9 +26,9 @@ class VectorOptions:
     batch_size: int = 32
     threads: int = 2
     exact_max: int = 200_000
-    hnsw_m: int = 32
+    hnsw_m: int = 48
     ef_construction: int = 200
-    ef_search: int = 256
+    ef_search: int = 192
     cache_dir: Path | None = None
 
 
