@@ -11,7 +11,7 @@ import numpy.typing as npt
 from index.analyzer import Analyzer
 from index.snapshot import Snapshot
 from rankers.fuzzy import TypoCorrector
-from rankers.taat import DENSE_MAX_DOCS, Postings, dense_scores, score_terms, select
+from rankers.taat import Postings, score_terms
 from rankers.types import Correction, Expansion, KeywordResult
 from rankers.vocabulary import Vocabulary
 
@@ -101,13 +101,7 @@ class KeywordRanker:
         return self.run(self.plan(query, prefix=prefix), k)
 
     def run(self, plan: QueryPlan, k: int) -> KeywordResult:
-        n_docs = self.snapshot.n_docs
-        full = None
-        if n_docs <= DENSE_MAX_DOCS:
-            full = dense_scores(self.postings, plan.terms, plan.weights, n_docs)
-            docs, scores = select(full, k)
-        else:
-            docs, scores = score_terms(self.postings, plan.terms, plan.weights, k, self._acc())
+        docs, scores, full = score_terms(self.postings, plan.terms, plan.weights, k, self._acc())
         return KeywordResult(
             docs=docs,
             scores=scores,

@@ -63,17 +63,19 @@ def score_terms(
     weights: F32,
     k: int,
     acc: F32,
-) -> tuple[I64, F32]:
-    """Top-k documents for a weighted bag of terms.
+) -> tuple[I64, F32, F64 | None]:
+    """Top-k documents for a weighted bag of terms, and the score of every document when the
+    corpus is small enough to be scored densely (else None).
 
     `acc` is a zeroed float32 scratch array with one slot per document; it is zeroed again
     before returning, so a caller can keep one per thread.
     """
     if terms.size == 0 or k <= 0:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32), None
     if acc.size <= DENSE_MAX_DOCS:
-        return score_dense(postings, terms, weights, k, acc.size)
-    return score_maxscore(postings, terms, weights, k, acc)
+        full = dense_scores(postings, terms, weights, acc.size)
+        return (*select(full, k), full)
+    return (*score_maxscore(postings, terms, weights, k, acc), None)
 
 
 def score_dense(

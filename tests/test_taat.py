@@ -50,14 +50,14 @@ def test_same_as_exhaustive(seed: int, k: int, n_docs: int) -> None:
 def test_no_terms() -> None:
     z = np.zeros(1, dtype=np.float32)
     empty = Postings(np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), z)
-    docs, scores = score_terms(
+    docs, scores, full = score_terms(
         empty,
         np.zeros(0, np.int64),
         np.zeros(0, np.float32),
         10,
         z,
     )
-    assert docs.size == 0 and scores.size == 0
+    assert docs.size == 0 and scores.size == 0 and full is None
 
 
 @pytest.mark.parametrize("seed", range(5))
