@@ -77,6 +77,17 @@ def _parser() -> argparse.ArgumentParser:
         help="query encoder of the semantic phases",
     )
 
+    sv = sub.add_parser("serve", help="serve an index over HTTP: JSON and the SSE stream")
+    sv.add_argument("index", type=Path, nargs="?", help="default: $PROGSEARCH_INDEX")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    sv.add_argument("--redis-url", default=None, help="prediction cache in Redis")
+    sv.add_argument("--graceful-timeout", type=int, default=5,
+                    help="seconds open streams get to finish on SIGTERM")
+    sv.add_argument("--log-level", default="info",
+                    choices=["critical", "error", "warning", "info", "debug"])
+
     ve = sub.add_parser("verify", help="check an index's files against its manifest checksums")
     ve.add_argument("index", type=Path)
     return p
@@ -221,7 +232,19 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"index": _index, "search": _search, "eval": _eval, "verify": _verify}
+def _serve(args: argparse.Namespace) -> int:
+    from app.serve import serve
+
+    if args.workers < 1:
+        raise ProgsearchError(f"--workers must be at least 1, got {args.workers}")
+    return serve(args.index, host=args.host, port=args.port, workers=args.workers,
+                 redis_url=args.redis_url, graceful_timeout=args.graceful_timeout,
+                 log_level=args.log_level)
+
+
+COMMANDS = {
+    "index": _index, "search": _search, "eval": _eval, "verify": _verify, "serve": _serve,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

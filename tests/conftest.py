@@ -51,7 +51,31 @@ def beir_dir(tmp_path_factory: pytest.TempPathFactory, corpus: list[dict[str, st
 
 
 @pytest.fixture(scope="session")
-def snapshot(tmp_path_factory: pytest.TempPathFactory, beir_dir: Path) -> Snapshot:
+def snapshot_root(tmp_path_factory: pytest.TempPathFactory, beir_dir: Path) -> Path:
     root = tmp_path_factory.mktemp("index")
     write_snapshot(open_source(beir_dir), root, BuildOptions(workers=1, chunk_size=64))
-    return load_snapshot(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def snapshot(snapshot_root: Path) -> Snapshot:
+    return load_snapshot(snapshot_root)
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+SAMPLE = Path(__file__).resolve().parent.parent / "app" / "data" / "sample.jsonl"
+
+
+@pytest.fixture(scope="session")
+def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 20-product sample with vectors: small enough to embed in seconds."""
+    from index.vector_stage import VectorOptions
+
+    root = tmp_path_factory.mktemp("sample")
+    options = BuildOptions(workers=1, vectors=VectorOptions(batch_size=8))
+    write_snapshot(open_source(SAMPLE), root, options)
+    return root

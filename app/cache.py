@@ -1,0 +1,130 @@
+"""The prediction cache: one interface, two backends.
+
+`RedisCache` is used when `PROGSEARCH_REDIS_URL` is set, `MemoryCache` (an LRU with a TTL)
+otherwise. A cache is an optimisation, never a dependency: every Redis failure or timeout is
+logged, counted and answered as a miss, and after a failure Redis is skipped for a short
+backoff so a dead or paused server costs one timeout per backoff period, not one per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from app.metrics import Metrics
+
+__all__ = ["Cache", "MemoryCache", "RedisCache", "make_cache"]
+
+log = logging.getLogger(__name__)
+
+
+class Cache(Protocol):
+    backend: str
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
+
+    async def set(self, key: str, value: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryCache:
+    """LRU with a TTL, for one process. Not thread-safe: used from the event loop only."""
+
+    backend = "memory"
+
+    def __init__(self, size: int, ttl: float) -> None:
+        self.size = size
+        self.ttl = ttl
+        self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        now = time.monotonic()
+        out: list[bytes | None] = []
+        for key in keys:
+            item = self._items.get(key)
+            if item is None or item[0] < now:
+                if item is not None:
+                    del self._items[key]
+                out.append(None)
+                continue
+            self._items.move_to_end(key)
+            out.append(item[1])
+        return out
+
+    async def set(self, key: str, value: bytes) -> None:
+        self._items[key] = (time.monotonic() + self.ttl, value)
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    async def close(self) -> None:
+        self._items.clear()
+
+
+class RedisCache:
+    backend = "redis"
+
+    def __init__(self, url: str, ttl: float, timeout: float, backoff: float,
+                 metrics: Metrics) -> None:
+        self.ttl_ms = max(1, int(ttl * 1000))
+        self.timeout = timeout
+        self.backoff = backoff
+        self.metrics = metrics
+        self._down_until = 0.0
+        self._client = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry_on_timeout=False,
+            health_check_interval=0,
+        )
+
+    def _usable(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self.metrics.cache_failures.labels("redis").inc()
+        if self._usable():
+            log.warning("redis %s failed (%s: %s); skipping the cache for %.1f s",
+                        what, type(exc).__name__, exc, self.backoff)
+        self._down_until = time.monotonic() + self.backoff
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys or not self._usable():
+            return [None] * len(keys)
+        try:
+            # wait_for bounds the whole call, connection set-up and retries included.
+            values = await asyncio.wait_for(self._client.mget(list(keys)), self.timeout * 2)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed("get", exc)
+            return [None] * len(keys)
+        return [v if isinstance(v, bytes) else None for v in values]
+
+    async def set(self, key: str, value: bytes) -> None:
+        if not self._usable():
+            return
+        try:
+            await asyncio.wait_for(self._client.set(key, value, px=self.ttl_ms), self.timeout * 2)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed("set", exc)
+
+    async def close(self) -> None:
+        try:
+            await self._client.aclose()
+        except (RedisError, OSError) as exc:  # closing a dead connection is not an error
+            log.debug("redis close: %s", exc)
+
+
+def make_cache(redis_url: str | None, *, size: int, ttl: float, timeout: float,
+               backoff: float, metrics: Metrics) -> Cache:
+    if redis_url:
+        return RedisCache(redis_url, ttl, timeout, backoff, metrics)
+    return MemoryCache(size, ttl)

@@ -1,0 +1,92 @@
+"""Search parameters, checked once where they enter.
+
+The raw query string is decoded here rather than by Starlette, which would silently replace
+invalid UTF-8 with U+FFFD: a client that sends broken bytes gets told so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from app.errors import ApiError
+from app.settings import Settings
+from rankers.keyword import wants_prefix
+
+__all__ = ["SearchParams", "parse_search"]
+
+ALLOWED = frozenset({"q", "k", "prefix"})
+# C0/C1 control characters other than tab, newline and carriage return mark binary junk.
+_CONTROL = {c for c in range(0x20) if c not in (9, 10, 13)} | set(range(0x7F, 0xA0))
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    q: str
+    k: int
+    prefix: bool
+    """Complete the last word (search as you type): true unless the query ends in a separator
+    or `prefix=0` is given."""
+
+    @property
+    def normalized(self) -> str:
+        """The cache identity of the query: NFKC, casefolded, whitespace collapsed, plus
+        whether the last word is completed (so "cat" and "cat " stay apart)."""
+        text = " ".join(unicodedata.normalize("NFKC", self.q).casefold().split())
+        return f"{text}\x00{int(self.prefix)}"
+
+    @property
+    def digest(self) -> str:
+        return hashlib.blake2b(self.normalized.encode(), digest_size=16).hexdigest()
+
+
+def _bad(code: str, message: str, status: int = 400) -> ApiError:
+    return ApiError(status, code, message)
+
+
+def _int(name: str, raw: str, low: int, high: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _bad(f"invalid_{name}", f"{name} must be an integer, got {raw[:40]!r}") from None
+    if not low <= value <= high:
+        raise _bad(f"invalid_{name}", f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def parse_search(query_string: bytes, settings: Settings) -> SearchParams:
+    # Reject a huge query before decoding it: the bound is on characters, and one
+    # character is at most 12 bytes once percent-encoded.
+    if len(query_string) > settings.max_query_chars * 12 + 64:
+        raise _bad("query_too_long", f"q is longer than {settings.max_query_chars} characters",
+                   414)
+    try:
+        pairs = parse_qsl(query_string.decode("utf-8"), keep_blank_values=True,
+                          errors="strict", max_num_fields=8)
+    except UnicodeDecodeError:
+        raise _bad("invalid_encoding", "the query string must be percent-encoded UTF-8") from None
+    except ValueError as exc:
+        raise _bad("invalid_parameters", str(exc)) from None
+    seen: dict[str, str] = {}
+    for name, value in pairs:
+        if name not in ALLOWED:
+            raise _bad("unknown_parameter",
+                       f"unknown parameter {name[:40]!r}; allowed: {', '.join(sorted(ALLOWED))}")
+        if name in seen:
+            raise _bad("repeated_parameter", f"parameter {name!r} is given more than once")
+        seen[name] = value
+    q = seen.get("q")
+    if q is None or not q.strip():
+        raise _bad("empty_query", "q is required and must not be blank")
+    if len(q) > settings.max_query_chars:
+        raise _bad("query_too_long",
+                   f"q has {len(q)} characters; the limit is {settings.max_query_chars}", 414)
+    if any(ord(c) in _CONTROL for c in q):
+        raise _bad("invalid_query", "q contains control characters")
+    k = _int("k", seen["k"], 1, settings.max_k) if "k" in seen else settings.default_k
+    prefix = wants_prefix(q)
+    if "prefix" in seen:
+        prefix = prefix and _int("prefix", seen["prefix"], 0, 1) == 1
+    return SearchParams(q, k, prefix)

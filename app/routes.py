@@ -1,0 +1,109 @@
+"""HTTP endpoints. Loaded state comes from the lifespan through `request.state`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app.engine import Engine, SemanticState
+from app.metrics import CONTENT_TYPE_LATEST, Metrics
+from app.params import parse_search
+from app.search import PhaseError, Searcher
+from app.settings import Settings
+from app.stream import SEQUENCE, phase_events, resume_after
+
+__all__ = ["routes"]
+
+
+def _state(request: Request) -> tuple[Engine, Searcher, Metrics, Settings]:
+    s = request.state
+    return s.engine, s.searcher, s.metrics, s.settings
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    tags = {t.strip() for t in header.split(",")}
+    return "*" in tags or etag in tags or etag.removeprefix("W/") in tags
+
+
+async def search(request: Request) -> Response:
+    engine, searcher, metrics, settings = _state(request)
+    metrics.requests.labels("search").inc()
+    params = parse_search(request.scope["query_string"], settings)
+    etag = f'W/"{engine.version}"'
+    headers = {"ETag": etag, "Cache-Control": f"public, max-age={settings.cache_max_age}"}
+    if _etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    cached = await searcher.lookup(["keyword"], params)
+    try:
+        result, _ = await searcher.keyword(params, cached.get("keyword"))
+    except PhaseError as exc:
+        metrics.errors.labels(exc.code).inc()
+        return JSONResponse({"error": exc.payload()}, status_code=503)
+    return JSONResponse(result.body(), headers=headers)
+
+
+async def search_stream(request: Request) -> Response:
+    engine, searcher, metrics, settings = _state(request)
+    metrics.requests.labels("stream").inc()
+    params = parse_search(request.scope["query_string"], settings)
+    seen = resume_after(request.headers.get("last-event-id"), engine.version)
+    if seen >= SEQUENCE["done"]:
+        return Response(status_code=204)
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        metrics.open_streams.inc()
+        try:
+            async for event in phase_events(searcher, params, seen, settings.retry_ms):
+                yield event
+        finally:
+            metrics.open_streams.dec()
+
+    return EventSourceResponse(
+        events(),
+        ping=settings.ping_seconds,
+        send_timeout=settings.send_timeout,
+        shutdown_grace_period=0,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    engine, _, _, _ = _state(request)
+    phases: dict[str, Any] = {
+        "keyword": "ready",
+        "semantic": engine.semantic_state,
+    }
+    body: dict[str, Any] = {
+        "ready": True,
+        "index_version": engine.version,
+        "documents": engine.n_docs,
+        "phases": phases,
+    }
+    if engine.semantic_state != SemanticState.READY and engine.semantic_error:
+        body["semantic_error"] = engine.semantic_error
+    return JSONResponse(body)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    _, _, metrics, _ = _state(request)
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+routes = [
+    Route("/search", search, methods=["GET"]),
+    Route("/search/stream", search_stream, methods=["GET"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics_endpoint, methods=["GET"]),
+]

@@ -1,0 +1,177 @@
+"""The phases as the service runs them: cache first, single flight on a miss, a deadline each.
+
+A phase result is cached as the JSON of its payload, under
+`ps1:{index version}:{phase}:{k}:{query digest}`; query vectors under
+`ps1:emb:{encoder fingerprint}:{query digest}`. A new index version makes the old phase
+entries unreachable without any scan, and they expire with their TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import numpy as np
+import orjson
+
+from app.cache import Cache
+from app.engine import Engine, KeywordState, SemanticState
+from app.metrics import Metrics
+from app.params import SearchParams
+from app.settings import Settings
+from app.singleflight import SingleFlight
+
+__all__ = ["PhaseError", "PhaseResult", "Searcher"]
+
+log = logging.getLogger(__name__)
+
+# The keyword phase runs on the event loop when the corpus is small enough to score in well
+# under a millisecond; a thread hop would cost more than it saves. Larger corpora use threads.
+INLINE_DOCS = 200_000
+
+
+class PhaseError(Exception):
+    def __init__(self, phase: str, code: str, message: str) -> None:
+        super().__init__(message)
+        self.phase = phase
+        self.code = code
+        self.message = message
+
+    def payload(self) -> dict[str, Any]:
+        return {"phase": self.phase, "code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    payload: dict[str, Any]
+    cached: bool
+    took_ms: float
+
+    def body(self) -> dict[str, Any]:
+        return {**self.payload, "took_ms": round(self.took_ms, 3), "cached": self.cached}
+
+
+class Searcher:
+    def __init__(self, engine: Engine, cache: Cache, metrics: Metrics, settings: Settings) -> None:
+        self.engine = engine
+        self.cache = cache
+        self.metrics = metrics
+        self.settings = settings
+        self._flights: SingleFlight[Any] = SingleFlight()
+        self._writes: set[asyncio.Task[None]] = set()
+        self._semantic_limit = anyio.CapacityLimiter(max(1, settings.encoder_threads))
+
+    def key(self, phase: str, params: SearchParams) -> str:
+        return f"ps1:{self.engine.version}:{phase}:{params.k}:{params.digest}"
+
+    def _store(self, key: str, payload: dict[str, Any]) -> None:
+        """Write to the cache in the background: the client does not wait for it."""
+        task = asyncio.ensure_future(self.cache.set(key, orjson.dumps(payload)))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def lookup(self, phases: list[str], params: SearchParams) -> dict[str, dict[str, Any]]:
+        """Cached payloads of several phases, in one round trip."""
+        values = await self.cache.get_many([self.key(p, params) for p in phases])
+        found = {}
+        for phase, value in zip(phases, values, strict=True):
+            self.metrics.cache_requests.labels(phase, "miss" if value is None else "hit").inc()
+            if value is not None:
+                found[phase] = orjson.loads(value)
+        return found
+
+    # -- keyword ------------------------------------------------------------------------
+    def _keyword_work(self, params: SearchParams) -> tuple[dict[str, Any], KeywordState]:
+        state = self.engine.keyword_state(params, self.settings.candidates)
+        return self.engine.keyword_payload(params, state), state
+
+    async def keyword_state(self, params: SearchParams) -> tuple[dict[str, Any], KeywordState]:
+        if self.engine.n_docs <= INLINE_DOCS:
+            return self._keyword_work(params)
+        with anyio.fail_after(self.settings.keyword_timeout):
+            return await anyio.to_thread.run_sync(
+                self._keyword_work, params, abandon_on_cancel=True
+            )
+
+    async def keyword(self, params: SearchParams, cached: dict[str, Any] | None = None
+                      ) -> tuple[PhaseResult, KeywordState | None]:
+        start = time.perf_counter()
+        if cached is not None:
+            return self._done("keyword", cached, True, start), None
+        try:
+            payload, state = await self.keyword_state(params)
+        except TimeoutError:
+            raise PhaseError("keyword", "timeout",
+                             "the keyword phase passed its deadline") from None
+        self._store(self.key("keyword", params), payload)
+        return self._done("keyword", payload, False, start), state
+
+    # -- semantic -----------------------------------------------------------------------
+    def _check_semantic(self) -> None:
+        state = self.engine.semantic_state
+        if state == SemanticState.LOADING:
+            raise PhaseError("semantic", "warming_up", "the query encoder is still loading")
+        if state != SemanticState.READY:
+            raise PhaseError("semantic", "unavailable", self.engine.semantic_error)
+
+    async def _vector(self, params: SearchParams) -> np.ndarray[Any, np.dtype[np.float32]]:
+        text = params.normalized.split("\x00", 1)[0]
+        key = f"ps1:emb:{self.engine.encoder_fingerprint}:{params.digest}"
+        (value,) = await self.cache.get_many([key])
+        self.metrics.cache_requests.labels("embedding", "miss" if value is None else "hit").inc()
+        if value is not None and len(value) % 4 == 0:
+            return np.frombuffer(value, dtype=np.float32)
+
+        async def encode() -> np.ndarray[Any, np.dtype[np.float32]]:
+            vector = await anyio.to_thread.run_sync(
+                self.engine.encode, text, limiter=self._semantic_limit, abandon_on_cancel=True
+            )
+            task = asyncio.ensure_future(self.cache.set(key, vector.astype(np.float32).tobytes()))
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
+            return vector
+
+        vector, _ = await self._flights.run(key, encode)
+        result: np.ndarray[Any, np.dtype[np.float32]] = vector
+        return result
+
+    async def semantic(self, params: SearchParams, state: KeywordState | None,
+                       cached: dict[str, Any] | None = None) -> PhaseResult:
+        start = time.perf_counter()
+        if cached is not None:
+            return self._done("semantic", cached, True, start)
+        self._check_semantic()
+        key = self.key("semantic", params)
+
+        async def work() -> dict[str, Any]:
+            vector = await self._vector(params)
+            kw = state
+            if kw is None:  # the keyword phase came from the cache: rebuild its candidates
+                kw = self.engine.keyword_state(params, self.settings.candidates)
+            return await anyio.to_thread.run_sync(
+                self.engine.semantic_payload, params, kw, vector, abandon_on_cancel=True
+            )
+
+        try:
+            with anyio.fail_after(self.settings.semantic_timeout):
+                payload, _ = await self._flights.run(key, work)
+        except TimeoutError:
+            raise PhaseError("semantic", "timeout",
+                             "the semantic phase passed its deadline") from None
+        self._store(key, payload)
+        return self._done("semantic", payload, False, start)
+
+    def _done(self, phase: str, payload: dict[str, Any], cached: bool,
+              start: float) -> PhaseResult:
+        took = time.perf_counter() - start
+        self.metrics.phase_seconds.labels(phase, "cache" if cached else "computed").observe(took)
+        return PhaseResult(payload, cached, took * 1000)
+
+    async def close(self) -> None:
+        await self._flights.drain()
+        if self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)

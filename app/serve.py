@@ -1,0 +1,42 @@
+"""`progsearch serve`: run the app under uvicorn, with one or several worker processes.
+
+Settings travel to the workers through the `PROGSEARCH_*` environment: each worker builds
+its own app from it, and all of them memory-map the same snapshot, so the operating system
+keeps one copy of the index in memory however many workers there are.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import uvicorn
+
+from app.protocol import JsonErrorProtocol
+from app.settings import PREFIX, Settings
+
+__all__ = ["serve"]
+
+
+def serve(index: Path | None, *, host: str, port: int, workers: int, redis_url: str | None,
+          graceful_timeout: int, log_level: str) -> int:
+    if index is not None:
+        os.environ[PREFIX + "INDEX"] = str(index)
+    if redis_url is not None:
+        os.environ[PREFIX + "REDIS_URL"] = redis_url
+    Settings.from_env()  # fail here, once, on a bad setting rather than in every worker
+    logging.getLogger("app").setLevel(log_level.upper())
+    uvicorn.run(
+        "app.server:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http=JsonErrorProtocol,
+        timeout_graceful_shutdown=max(1, graceful_timeout),
+        log_level=log_level,
+        access_log=False,
+    )
+    return 0

@@ -1,0 +1,73 @@
+"""The Starlette application and its lifespan.
+
+The lifespan loads the snapshot once (memory-mapped, no work proportional to its size),
+starts the encoder loading in the background, opens the cache, and yields the loaded state,
+which Starlette copies into every request. Nothing lives in module globals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+
+from app.cache import make_cache
+from app.engine import Engine
+from app.errors import exception_handlers
+from app.metrics import Metrics
+from app.routes import routes
+from app.search import Searcher
+from app.settings import Settings, SettingsError
+
+__all__ = ["create_app", "create_app_from_env"]
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
+    """An app serving `settings.index`, or the given already-loaded engine."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        loaded = engine
+        if loaded is None:
+            if settings.index is None:
+                raise SettingsError("no index to serve: set PROGSEARCH_INDEX")
+            loaded = Engine.open(
+                settings.index, encoder=settings.encoder,
+                encoder_threads=settings.encoder_threads, candidates=settings.candidates,
+            )
+        loaded.start_encoder()
+        metrics = Metrics()
+        cache = make_cache(
+            settings.redis_url, size=settings.cache_size, ttl=settings.cache_ttl,
+            timeout=settings.redis_timeout, backoff=settings.redis_backoff, metrics=metrics,
+        )
+        searcher = Searcher(loaded, cache, metrics, settings)
+        log.info("serving %s (%d documents, version %s, cache %s)", loaded.snapshot.folder,
+                 loaded.n_docs, loaded.version, cache.backend)
+        try:
+            yield {"engine": loaded, "searcher": searcher, "metrics": metrics,
+                   "settings": settings}
+        finally:
+            await searcher.close()
+            await cache.close()
+
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(Middleware(
+            CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET"],
+            allow_headers=["Last-Event-ID", "If-None-Match"], expose_headers=["ETag"],
+        ))
+    return Starlette(routes=routes, middleware=middleware,
+                     exception_handlers=exception_handlers, lifespan=lifespan)
+
+
+def create_app_from_env() -> Starlette:
+    """Factory for `uvicorn --factory` and for each worker of `progsearch serve --workers N`."""
+    return create_app(Settings.from_env())

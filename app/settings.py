@@ -1,0 +1,110 @@
+"""Service settings, read once from `PROGSEARCH_*` environment variables into a frozen object.
+
+Every variable is documented in the README's configuration table. A bad value stops the
+service at start with a message naming the variable, rather than surfacing per request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from index.errors import ProgsearchError
+
+__all__ = ["PREFIX", "Settings", "SettingsError"]
+
+PREFIX = "PROGSEARCH_"
+T = TypeVar("T")
+
+
+class SettingsError(ProgsearchError):
+    """An environment variable holds a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    index: Path | None = None
+    """Snapshot root to serve (`PROGSEARCH_INDEX`)."""
+    redis_url: str | None = None
+    """Prediction cache in Redis; the in-process LRU when unset."""
+    cors_origins: tuple[str, ...] = ()
+    max_query_chars: int = 1024
+    max_k: int = 100
+    default_k: int = 10
+    keyword_timeout: float = 1.0
+    semantic_timeout: float = 2.0
+    enhanced_timeout: float = 1.0
+    cache_ttl: float = 3600.0
+    cache_size: int = 20_000
+    """Entries kept by the in-process cache."""
+    redis_timeout: float = 0.05
+    """Socket timeout of every Redis call, in seconds: a slow cache must not slow a search."""
+    redis_backoff: float = 1.0
+    """After a Redis failure, skip Redis for this many seconds."""
+    encoder: str = "int8"
+    encoder_threads: int = 1
+    candidates: int = 100
+    """Depth of the keyword and nearest-neighbour lists fused by the semantic phase."""
+    send_timeout: float = 10.0
+    """A stream whose client does not take an event within this many seconds is dropped."""
+    ping_seconds: float = 15.0
+    retry_ms: int = 2000
+    shutdown_grace: float = 1.0
+    cache_max_age: int = 60
+    """`Cache-Control: max-age` of `GET /search` answers."""
+
+    def __post_init__(self) -> None:
+        checks: list[tuple[str, bool]] = [
+            ("max_query_chars", self.max_query_chars >= 1),
+            ("max_k", self.max_k >= 1),
+            ("default_k", 1 <= self.default_k <= self.max_k),
+            ("encoder", self.encoder in ("int8", "fp32")),
+            ("encoder_threads", self.encoder_threads >= 1),
+            ("candidates", self.candidates >= 1),
+            ("cache_size", self.cache_size >= 1),
+        ]
+        for name in ("keyword_timeout", "semantic_timeout", "enhanced_timeout", "cache_ttl",
+                     "redis_timeout", "send_timeout", "ping_seconds"):
+            checks.append((name, getattr(self, name) > 0))
+        for name, ok in checks:
+            if not ok:
+                value = getattr(self, name)
+                raise SettingsError(f"{PREFIX}{name.upper()}={value!r} is not allowed")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(PREFIX + f.name.upper())
+            if raw is None or raw.strip() == "":
+                continue
+            values[f.name] = _parse(f.name, raw.strip(), _PARSERS[f.name])
+        return cls(**values)
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    return tuple(o.strip() for o in raw.split(",") if o.strip())
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "index": Path,
+    "redis_url": str,
+    "cors_origins": _origins,
+    "encoder": str,
+    **{n: int for n in ("max_query_chars", "max_k", "default_k", "encoder_threads",
+                        "candidates", "cache_size", "retry_ms", "cache_max_age")},
+    **{n: float for n in ("keyword_timeout", "semantic_timeout", "enhanced_timeout",
+                          "cache_ttl", "redis_timeout", "redis_backoff", "send_timeout",
+                          "ping_seconds", "shutdown_grace")},
+}
+
+
+def _parse(name: str, raw: str, parser: Callable[[str], T]) -> T:
+    try:
+        return parser(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{PREFIX}{name.upper()}={raw!r}: {exc}") from exc

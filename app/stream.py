@@ -1,0 +1,93 @@
+"""The SSE stream of one search: `keyword`, `semantic`, then `done` (protocol version 1).
+
+Event ids are `{index version}.{sequence}`, the sequence fixed per phase (keyword 1,
+semantic 2, enhanced 3, done 4). An `error` event takes the id of the phase it replaces, so a
+client resuming with `Last-Event-ID` gets exactly the phases after the last one it saw. An id
+from another index version restarts the stream; one at or past `done` gets 204, which tells
+an EventSource to stop reconnecting.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from sse_starlette import ServerSentEvent
+
+from app.params import SearchParams
+from app.search import PhaseError, PhaseResult, Searcher
+
+__all__ = ["PROTOCOL", "SEQUENCE", "phase_events", "resume_after"]
+
+log = logging.getLogger(__name__)
+
+PROTOCOL = 1
+SEQUENCE = {"keyword": 1, "semantic": 2, "enhanced": 3, "done": 4}
+PHASES = ("keyword", "semantic")
+
+
+def resume_after(last_event_id: str | None, version: str) -> int:
+    """The sequence number already seen by a reconnecting client (0: send everything)."""
+    if not last_event_id:
+        return 0
+    seen_version, _, seq = last_event_id.strip().rpartition(".")
+    if seen_version != version or not seq.isdigit():
+        return 0
+    return min(int(seq), SEQUENCE["done"])
+
+
+def _event(name: str, version: str, data: dict[str, Any], retry: int | None) -> ServerSentEvent:
+    return ServerSentEvent(
+        data=orjson.dumps(data).decode(),
+        event=name,
+        id=f"{version}.{SEQUENCE[name if name in SEQUENCE else data['phase']]}",
+        retry=retry,
+    )
+
+
+async def phase_events(searcher: Searcher, params: SearchParams, seen: int,
+                       retry_ms: int) -> AsyncIterator[ServerSentEvent]:
+    start = time.perf_counter()
+    version = searcher.engine.version
+    wanted = [p for p in PHASES if SEQUENCE[p] > seen]
+    retry: int | None = retry_ms
+    timings: dict[str, float] = {}
+    errors: list[str] = []
+    all_cached = True
+    cached = await searcher.lookup(wanted, params)
+    state = None
+    for phase in wanted:
+        try:
+            result: PhaseResult
+            if phase == "keyword":
+                result, state = await searcher.keyword(params, cached.get("keyword"))
+            else:
+                result = await searcher.semantic(params, state, cached.get("semantic"))
+        except PhaseError as exc:
+            failure = exc
+        except Exception as exc:  # one phase failing must not end the stream
+            log.exception("%s phase failed", phase)
+            failure = PhaseError(phase, "failed", f"the {phase} phase failed: {type(exc).__name__}")
+        else:
+            timings[phase] = round(result.took_ms, 3)
+            all_cached = all_cached and result.cached
+            yield _event(phase, version, result.body(), retry)
+            retry = None
+            continue
+        errors.append(phase)
+        all_cached = False
+        searcher.metrics.errors.labels(failure.code).inc()
+        yield _event("error", version, failure.payload(), retry)
+        retry = None
+    done = {
+        "protocol": PROTOCOL,
+        "index_version": version,
+        "phases": timings,
+        "errors": errors,
+        "total_ms": round((time.perf_counter() - start) * 1000, 3),
+        "cached": all_cached and bool(timings),
+    }
+    yield _event("done", version, done, retry)
