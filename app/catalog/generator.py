@@ -133,7 +133,8 @@ class _Builder:
         else:
             title = f"{title} ({k + 1})"
         self.seen_titles.add(title)
-        attributes["material"] = material
+        # The attribute drops the article a description needs ("made from a steel frame").
+        attributes["material"] = material.removeprefix("a ").removeprefix("an ")
         attributes["price"] = _price(rng, *concept.price)
         attributes["rating"] = round(min(5.0, max(2.5, rng.gauss(4.3, 0.4))), 1)
         attributes["reviews"] = min(9999, int(rng.paretovariate(1.0) * 12) - 12)
