@@ -166,6 +166,7 @@ def test_judged_queries_share_few_words_with_their_titles(
         ("USB-C power bank", "USB-C Power Bank"),
         ("chef's knife", "Chef's Knife"),
         ("eau de parfum", "Eau de Parfum"),
+        ("espresso dialling in", "Espresso Dialling In"),
     ],
 )
 def test_title_case(phrase: str, expected: str) -> None:

@@ -34,7 +34,7 @@ _NUMBER_FORMS = {
 }
 
 
-def _cap_word(word: str, first: bool) -> str:
+def _cap_word(word: str, edge: bool) -> str:
     parts = word.split("-")
     out = []
     for i, part in enumerate(parts):
@@ -43,7 +43,7 @@ def _cap_word(word: str, first: bool) -> str:
             not part[:1].islower()
             or any(ch.isdigit() for ch in part)
             or lowered in _UNITS
-            or ((i > 0 or not first) and lowered in _SMALL)
+            or ((i > 0 or not edge) and lowered in _SMALL)
         )
         out.append(part if keep else part[0].upper() + part[1:])
     return "-".join(out)
@@ -54,7 +54,10 @@ def title_case(phrase: str, *, start: bool = True) -> str:
     for Hill Walking". Words already holding a capital or a digit are left as written.
     `start=False` for a phrase inside a title: its small first word stays small ("for the Office").
     """
-    return " ".join(_cap_word(w, start and i == 0) for i, w in enumerate(phrase.split(" ")))
+    words = phrase.split(" ")
+    last = len(words) - 1
+    # A small word is capitalized first and last ("Espresso Dialling In"), not in between.
+    return " ".join(_cap_word(w, (start and i == 0) or i == last) for i, w in enumerate(words))
 
 
 def _takes_an(word: str) -> bool:
