@@ -1,4 +1,8 @@
-"""The sentence encoder: one-time export, query/document vectors, truncation, concurrency."""
+"""The sentence encoder: one-time export, query/document vectors, truncation, concurrency.
+
+The direct query path is checked against sentence-transformers on the same ONNX file and
+against plain ``SentenceTransformer.encode`` (torch fp32).
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import rankers.encoder as encoder_module
+import rankers.onnx_export as export_module
 from index.embedding import DocumentEncoder, embed_corpus
 from index.errors import ModelError
-from rankers.encoder import DIM, Encoder, EncoderConfig, exported_model_dir
+from rankers.encoder import DIM, Encoder, EncoderConfig, exported_model_dir, model_source_dir
+from rankers.onnx_export import INT8_FILE, optimized_model_file
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERIES = [
@@ -26,9 +31,17 @@ QUERIES = [
     "antibiotic resistance",
     "",
 ]
+LONG_QUERY = " ".join(["mitochondrial dysfunction in neurodegenerative disease"] * 12)
 EXPORT_SCRIPT = (
     "import sys; from pathlib import Path; from rankers.encoder import exported_model_dir; "
     "print(exported_model_dir(Path(sys.argv[1])))"
+)
+LOAD_SCRIPT = (
+    "import sys; from pathlib import Path; from rankers.encoder import Encoder, EncoderConfig; "
+    "e = Encoder.load(EncoderConfig(kind=sys.argv[2], cache_dir=Path(sys.argv[1]))); "
+    "e.encode_query('heart attack'); "
+    "print([m for m in ('torch', 'transformers', 'sentence_transformers', 'optimum') "
+    "if m in sys.modules])"
 )
 
 
@@ -69,7 +82,7 @@ def no_export(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     def refuse(source: Path, target: Path) -> None:
         raise AssertionError("the model was exported again")
 
-    monkeypatch.setattr(encoder_module, "_export_onnx", refuse)
+    monkeypatch.setattr(export_module, "_export_onnx", refuse)
     yield
 
 
@@ -124,6 +137,97 @@ def test_int8_stays_close_to_fp32(int8: Encoder, fp32: Encoder) -> None:
 
 
 @pytest.mark.model
+def test_direct_int8_path_matches_sentence_transformers_onnx(
+    raced_cache: tuple[Path, list[str]], int8: Encoder
+) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(
+        raced_cache[1][0], backend="onnx", device="cpu", model_kwargs={"file_name": INT8_FILE}
+    )
+    reference.max_seq_length = int8.config.max_query_tokens
+    texts = [*QUERIES, LONG_QUERY]
+    # One query per call: int8 vectors depend on batch-mates (see encode_queries).
+    expected = np.vstack([reference.encode([t], normalize_embeddings=True) for t in texts])
+    cosines = np.sum(int8.encode_queries(texts) * expected, axis=1)
+    assert cosines.min() > 0.9999
+
+
+@pytest.mark.model
+def test_direct_int8_path_stays_close_to_torch_fp32(int8: Encoder) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    plain = SentenceTransformer(str(model_source_dir()), device="cpu")
+    plain.max_seq_length = int8.config.max_query_tokens
+    texts = [*QUERIES, LONG_QUERY]
+    expected = plain.encode(texts, batch_size=1, normalize_embeddings=True)
+    cosines = np.sum(int8.encode_queries(texts) * expected, axis=1)
+    assert cosines.min() > 0.98
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("kind", ["int8", "fp32"])
+def test_loading_an_exported_query_encoder_imports_no_torch(
+    raced_cache: tuple[Path, list[str]], kind: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD_SCRIPT, str(raced_cache[0]), kind],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.model
+def test_the_optimized_graph_is_written_once_next_to_the_export(
+    raced_cache: tuple[Path, list[str]], int8: Encoder
+) -> None:
+    onnx_dir = Path(raced_cache[1][0]) / "onnx"
+    optimized = onnx_dir / "model_quint8_avx2.optimized.onnx"
+    assert optimized.is_file()
+    written = optimized.stat().st_mtime_ns
+    Encoder.load(EncoderConfig(kind="int8", threads=1, cache_dir=raced_cache[0]))
+    assert optimized.stat().st_mtime_ns == written
+    assert not [p.name for p in onnx_dir.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.model
+def test_an_unwritable_model_folder_falls_back_to_the_plain_model(
+    raced_cache: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = tmp_path / "model.onnx"
+    model.write_bytes((Path(raced_cache[1][0]) / INT8_FILE).read_bytes())
+
+    def refuse(src: object, dst: object) -> None:
+        raise PermissionError("read-only")
+
+    monkeypatch.setattr(export_module.os, "replace", refuse)
+    assert optimized_model_file(model) == model
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+@pytest.mark.model
+def test_fp32_batches_give_the_single_query_vectors(fp32: Encoder) -> None:
+    texts = [*QUERIES, LONG_QUERY]
+    single = np.vstack([fp32.encode_query(t) for t in texts])
+    for batch_size in (None, 2, 4):
+        np.testing.assert_allclose(fp32.encode_queries(texts, batch_size), single, atol=1e-5)
+
+
+@pytest.mark.model
+def test_int8_queries_run_alone_unless_batched(int8: Encoder) -> None:
+    texts = [*QUERIES, LONG_QUERY]
+    single = np.vstack([int8.encode_query(t) for t in texts])
+    np.testing.assert_array_equal(int8.encode_queries(texts), single)
+    # Batched, quantization scales are shared with batch-mates: close, not equal.
+    cosines = np.sum(int8.encode_queries(texts, batch_size=4) * single, axis=1)
+    assert cosines.min() > 0.95 and cosines.max() < 0.99999
+
+
+@pytest.mark.model
 def test_torch_backend_agrees_with_onnx_fp32(fp32: Encoder) -> None:
     torch_encoder = Encoder.load(EncoderConfig(kind="fp32", backend="torch"))
     assert torch_encoder.fingerprint != fp32.fingerprint
@@ -153,6 +257,8 @@ def test_queries_are_cut_to_max_query_tokens(raced_cache: tuple[Path, list[str]]
     head = "protein folding in the endoplasmic reticulum"
     a, b = head + " of yeast cells under stress", head + " and antibody production in mice"
     np.testing.assert_array_equal(short.encode_query(a), short.encode_query(b))
+    np.testing.assert_array_equal(*short.encode_queries([a, b], batch_size=2))
+    np.testing.assert_array_equal(short.encode_queries([a])[0], short.encode_query(a))
     full = Encoder.load(EncoderConfig(max_query_tokens=64, cache_dir=raced_cache[0]))
     assert float(full.encode_query(a) @ full.encode_query(b)) < 0.99
 
@@ -172,6 +278,19 @@ def test_concurrent_queries_equal_serial_ones(int8: Encoder) -> None:
         parallel = list(pool.map(int8.encode_query, texts))
     for one, other in zip(serial, parallel, strict=True):
         np.testing.assert_array_equal(one, other)
+
+
+@pytest.mark.model
+def test_concurrent_batches_and_single_queries_equal_serial_ones(fp32: Encoder) -> None:
+    texts = [f"{query} {i}" for i in range(4) for query in [*QUERIES, LONG_QUERY]]
+    calls = [texts[i : i + 5] for i in range(0, len(texts), 5)]
+    serial = [fp32.encode_queries(call, batch_size=3) for call in calls]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        batched = pool.map(lambda call: fp32.encode_queries(call, batch_size=3), calls)
+        singles = pool.map(fp32.encode_query, texts)
+        for one, other in zip(serial, batched, strict=True):
+            np.testing.assert_array_equal(one, other)
+        np.testing.assert_allclose(np.vstack(serial), np.vstack(list(singles)), atol=1e-5)
 
 
 @pytest.mark.model
@@ -224,6 +343,6 @@ def test_bad_configs_raise(options: dict[str, object], message: str) -> None:
 
 def test_default_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROGSEARCH_MODEL_DIR", "/somewhere/models")
-    assert encoder_module.default_cache_dir() == Path("/somewhere/models")
+    assert export_module.default_cache_dir() == Path("/somewhere/models")
     monkeypatch.delenv("PROGSEARCH_MODEL_DIR")
-    assert encoder_module.default_cache_dir() == Path.home() / ".cache/progsearch/models"
+    assert export_module.default_cache_dir() == Path.home() / ".cache/progsearch/models"
