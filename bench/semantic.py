@@ -1,7 +1,15 @@
 """Benchmark of the semantic building blocks on this machine (a script, not a test).
 
-Measures query-encoding latency (int8 ONNX, fp32 ONNX, plain sentence-transformers torch),
-document-embedding throughput, and ANN search latency and recall@10 against exact search:
+Measures query-encoding latency, document-embedding throughput, and ANN search latency and
+recall@10 against exact search.
+
+Query encoding: progsearch's direct path (int8 and fp32 ONNX), and as peers in the same run the
+int8 session sentence-transformers opens (run directly, as ``Encoder`` did before),
+``SentenceTransformer.encode`` on the int8 ONNX file, and plain ``SentenceTransformer.encode``
+(torch fp32). The methods take turns over ``--rounds`` rounds, since the machine is shared;
+also timed: a fresh process loading the int8 encoder (which must not import torch).
+
+ANN:
 
 - SciFact size (5,183 vectors): the real SciFact document vectors (fp32, embedded once with
   ``index.embedding.embed_corpus`` into ``--work-dir`` and reused), in the exact index the
@@ -14,6 +22,7 @@ Queries are the real SciFact query vectors (int8 encoder). Building HNSW at 1M t
 hour on 2 busy cores, so the built index is cached in ``--work-dir`` and reused.
 
     .venv/bin/python bench/semantic.py --data ../shared/data/scifact [--skip-ann-1m] [--json]
+    .venv/bin/python -m bench.semantic --data ../shared/data/scifact --encoder-only
 """
 
 from __future__ import annotations
@@ -22,7 +31,9 @@ import argparse
 import gzip
 import hashlib
 import json
+import os
 import shlex
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -39,10 +50,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.timing import print_table, summarize, time_calls
 from index.embedding import document_text, embed_corpus
 from index.vectors import IndexParams, VectorIndex, build_vector_index
-from rankers.encoder import Encoder, EncoderConfig, model_source_dir
+from rankers.encoder import Encoder, EncoderConfig, exported_model_dir, model_source_dir
+from rankers.onnx_export import INT8_FILE
+from rankers.query_model import QueryModel, load_tokenizer, onnx_forward
 
 Vectors = npt.NDArray[np.float32]
 SCIFACT_DOCS = 5_183
+INT8_DIRECT = "int8 ONNX direct (Encoder.encode_query)"
+OLD_PATH = "int8 ONNX, sentence-transformers' session run directly (old path)"
+ST_ONNX = "int8 ONNX via SentenceTransformer.encode"
+TORCH = "torch fp32 (SentenceTransformer.encode)"
 
 
 def read_queries(data: Path, limit: int) -> list[str]:
@@ -67,31 +84,134 @@ def timed(fn: Callable[[Any], object], items: Sequence[Any], warmup: int) -> dic
     return {f"{name}_ms": value for name, value in stats.items()}
 
 
-def bench_queries(
-    args: argparse.Namespace, queries: list[str], encoders: dict[str, Encoder]
-) -> tuple[dict[str, Any], Vectors]:
+LOAD_SCRIPT = """
+import sys, time
+start = time.perf_counter()
+from rankers.encoder import Encoder, EncoderConfig
+encoder = Encoder.load(EncoderConfig(kind="int8", threads=int(sys.argv[1])))
+loaded = time.perf_counter() - start
+encoder.encode_query("warm")
+print(loaded, "torch" in sys.modules)
+"""
+
+
+def bench_load(args: argparse.Namespace) -> dict[str, Any]:
+    """Seconds from interpreter start to a loaded int8 query encoder (export already made)."""
+    root = Path(__file__).resolve().parents[1]
+    runs = []
+    for _ in range(args.rounds):
+        done = subprocess.run(
+            [sys.executable, "-c", LOAD_SCRIPT, str(args.threads)],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        seconds, torch_loaded = done.stdout.split()
+        runs.append(float(seconds))
+    return {"median_s": float(np.median(runs)), "max_s": max(runs), "torch": torch_loaded}
+
+
+def query_methods(
+    args: argparse.Namespace,
+) -> tuple[dict[str, Callable[[str], object]], Any, Any]:
+    """The query encoders to time by row name, and the sentence-transformers torch and int8
+    ONNX models (the peers)."""
+    import onnxruntime as ort
     import torch
     from sentence_transformers import SentenceTransformer
 
     torch.set_num_threads(args.threads)
+    methods: dict[str, Callable[[str], object]] = {}
+    for threads in thread_counts(args):
+        int8 = Encoder.load(EncoderConfig(kind="int8", threads=threads))
+        methods[f"{INT8_DIRECT}, {threads} thread(s)"] = int8.encode_query
+    fp32 = Encoder.load(EncoderConfig(kind="fp32", threads=args.threads))
+    methods[f"fp32 ONNX direct, {args.threads} thread(s)"] = fp32.encode_query
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = args.threads
+    options.inter_op_num_threads = 1
+    st_onnx = SentenceTransformer(
+        str(exported_model_dir()),
+        backend="onnx",
+        device="cpu",
+        model_kwargs={"file_name": INT8_FILE, "session_options": options},
+    )
+    st_onnx.max_seq_length = fp32.config.max_query_tokens
+    # What Encoder.encode_query did before the direct path: the session sentence-transformers
+    # opened (its default options), run on the same word pieces, pooled in numpy.
+    old = QueryModel(
+        load_tokenizer(exported_model_dir(), fp32.config.max_query_tokens),
+        onnx_forward(st_onnx.transformers_model.session),
+        fp32.dim,
+    )
+    methods[OLD_PATH] = lambda text: old.encode([text])
+    methods[ST_ONNX] = st_onnx.encode
     plain = SentenceTransformer(str(model_source_dir()), device="cpu")
-    results: dict[str, Any] = {}
-    for name, encoder in encoders.items():
-        if encoder.config.backend == "onnx":
-            results[f"{name} (Encoder.encode_query)"] = timed(
-                encoder.encode_query, queries, args.warmup
-            )
-    results["torch fp32 (SentenceTransformer.encode)"] = timed(plain.encode, queries, args.warmup)
-    int8 = encoders["int8 onnx"].encode_queries(queries)
-    reference = np.asarray(plain.encode(queries, batch_size=1, normalize_embeddings=True))
-    cosines = np.sum(int8 * reference, axis=1)
-    summary = {
-        "latency": results,
-        "speedup_p50_plain_over_int8": results["torch fp32 (SentenceTransformer.encode)"]["p50_ms"]
-        / results["int8 onnx (Encoder.encode_query)"]["p50_ms"],
-        "cosine_int8_vs_torch_fp32": {"mean": float(cosines.mean()), "min": float(cosines.min())},
+    for threads in thread_counts(args):
+        methods[f"{TORCH}, {threads} thread(s)"] = partial(_torch_encode, plain, threads)
+    return methods, plain, st_onnx
+
+
+def thread_counts(args: argparse.Namespace) -> list[int]:
+    return list(dict.fromkeys([args.threads, *args.int8_threads]))
+
+
+def _torch_encode(model: Any, threads: int, text: str) -> object:
+    import torch
+
+    if torch.get_num_threads() != threads:  # process-wide, so set per call (cheap)
+        torch.set_num_threads(threads)
+    return model.encode(text)
+
+
+def bench_queries(
+    args: argparse.Namespace, queries: list[str], int8: Encoder
+) -> tuple[dict[str, Any], Vectors]:
+    """Single-query latency of each method, in ``--rounds`` interleaved rounds.
+
+    The machine is shared, so every round times each method on all queries in turn; a burst
+    of other work then hits all methods alike. Reported: the median over rounds of each
+    round's p50 and p99, and of the per-round ratio torch p50 / int8 p50 at equal threads.
+    """
+    methods, plain, st_onnx = query_methods(args)
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in methods}
+    loads = [os.getloadavg()[0]]
+    for _ in range(args.rounds):
+        for name, fn in methods.items():
+            rounds[name].append(timed(fn, queries, args.warmup))
+        loads.append(os.getloadavg()[0])
+    latency = {
+        name: {
+            key: float(np.median([r[key] for r in runs])) for key in ("p50_ms", "p99_ms", "mean_ms")
+        }
+        | {"p50_ms_rounds": [r["p50_ms"] for r in runs]}
+        for name, runs in rounds.items()
     }
-    return summary, int8
+    speedups = {}
+    for threads in thread_counts(args):
+        torch_rounds = rounds[f"{TORCH}, {threads} thread(s)"]
+        int8_rounds = rounds[f"{INT8_DIRECT}, {threads} thread(s)"]
+        ratios = [t["p50_ms"] / i["p50_ms"] for t, i in zip(torch_rounds, int8_rounds, strict=True)]
+        speedups[threads] = {
+            "median": float(np.median(ratios)),
+            "min": min(ratios),
+            "max": max(ratios),
+        }
+    vectors = int8.encode_queries(queries)
+    reference = np.asarray(plain.encode(queries, batch_size=1, normalize_embeddings=True))
+    st_vectors = np.vstack([st_onnx.encode([q], normalize_embeddings=True) for q in queries])
+    cosines = np.sum(vectors * reference, axis=1)
+    st_cosines = np.sum(vectors * st_vectors, axis=1)
+    summary = {
+        "rounds": args.rounds,
+        "load_average_1min": loads,
+        "latency": latency,
+        "speedup_p50_torch_over_int8_by_threads": speedups,
+        "cosine_int8_vs_torch_fp32": {"mean": float(cosines.mean()), "min": float(cosines.min())},
+        "cosine_int8_direct_vs_st_onnx_int8": {"min": float(st_cosines.min())},
+    }
+    return summary, vectors
 
 
 def bench_documents(
@@ -283,6 +403,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="how the --ann-size vectors are made from the real ones",
     )
     parser.add_argument("--ann-only", action="store_true", help="skip encoder timings")
+    parser.add_argument(
+        "--encoder-only",
+        action="store_true",
+        help="only query encoding (and encoder load time): no document embedding, no ANN",
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved query-timing rounds")
+    parser.add_argument(
+        "--int8-threads",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[1],
+        help="comma-separated thread counts timed for int8, besides --threads",
+    )
     parser.add_argument("--hnsw-m", type=int, default=32)
     parser.add_argument("--ef-construction", type=int, default=200)
     parser.add_argument(
@@ -302,17 +434,39 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"command: {report['command']}\nthreads: {report['threads']}\n")
     if "queries" in report:
         q = report["queries"]
-        rows = [[name, v["p50_ms"], v["p99_ms"], v["mean_ms"]] for name, v in q["latency"].items()]
-        print_table(rows, ["query encoding (single query)", "p50 ms", "p99 ms", "mean ms"])
+        load = report["load"]
+        print(
+            f"int8 query encoder, fresh process to loaded: median {load['median_s']:.2f} s, "
+            f"max {load['max_s']:.2f} s; torch imported: {load['torch']}"
+        )
+        loads = ", ".join(f"{x:.1f}" for x in q["load_average_1min"])
+        print(f"{q['rounds']} interleaved rounds; 1-minute load average: {loads}")
+        rows = [
+            [name, v["p50_ms"], v["p99_ms"], v["mean_ms"], " ".join(f"{x:.1f}" for x in rounds)]
+            for name, v in q["latency"].items()
+            for rounds in [v["p50_ms_rounds"]]
+        ]
+        headers = ["query encoding (single query)", "p50 ms", "p99 ms", "mean ms", "p50 by round"]
+        print("medians over rounds:")
+        print_table(rows, headers)
+        for threads, ratio in q["speedup_p50_torch_over_int8_by_threads"].items():
+            print(
+                f"p50 ratio torch fp32 / int8 direct, {threads} thread(s) each: median "
+                f"{ratio['median']:.2f}x (rounds {ratio['min']:.2f}-{ratio['max']:.2f})"
+            )
         cos = q["cosine_int8_vs_torch_fp32"]
-        print(f"p50 ratio torch fp32 / int8: {q['speedup_p50_plain_over_int8']:.2f}x")
-        print(f"cosine int8 vs torch fp32: mean {cos['mean']:.4f}, min {cos['min']:.4f}\n")
+        st = q["cosine_int8_direct_vs_st_onnx_int8"]
+        print(f"cosine int8 vs torch fp32: mean {cos['mean']:.4f}, min {cos['min']:.4f}")
+        print(f"cosine int8 direct vs SentenceTransformer ONNX int8: min {st['min']:.6f}\n")
+    if "documents" in report:
         d = report["documents"]
         print_table(
             [[name, rate] for name, rate in d["docs_per_s"].items()],
             [f"embedding {d['docs']} docs ({d['mean_tokens']:.0f} tokens avg)", "docs/s"],
         )
         print()
+    if "ann" not in report:
+        return
     ann = report["ann"]
     print(f"ANN at SciFact size: {ann['scifact_size_data']}")
     if "large_data" in ann:
@@ -337,6 +491,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.ann_only:
         query_vectors = int8.encode_queries(queries)
     else:
+        report["load"] = bench_load(args)
+        report["queries"], query_vectors = bench_queries(args, queries, int8)
+    if not args.ann_only and not args.encoder_only:
         encoders = {
             "int8 onnx": int8,
             "fp32 onnx": Encoder.load(EncoderConfig(kind="fp32", threads=args.threads)),
@@ -344,9 +501,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 EncoderConfig(kind="fp32", backend="torch", threads=args.threads)
             ),
         }
-        report["queries"], query_vectors = bench_queries(args, queries, encoders)
         report["documents"] = bench_documents(args, read_docs(args.data, args.docs), encoders)
-    report["ann"] = bench_ann(args, args.data, query_vectors)
+    if not args.encoder_only:
+        report["ann"] = bench_ann(args, args.data, query_vectors)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
