@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO_INDEX ?= .demo-index
+PORT ?= 8000
 
-.PHONY: demo test lint bench bench-keyword services clean
+.PHONY: demo demo-vectors browser test lint bench bench-keyword services clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,17 +15,24 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	touch $(STAMP)
 
+# Installs, then serves the built-in demo catalog (indexed on first use) on http://127.0.0.1:8000
 demo: $(STAMP)
-	$(BIN)/progsearch index app/data/sample.jsonl --out $(DEMO_INDEX) --quiet
-	$(BIN)/progsearch search $(DEMO_INDEX) "waterproof jaket for hiking" --semantic
-	$(BIN)/progsearch search $(DEMO_INDEX) "footwear for jogging" --semantic
-	$(BIN)/progsearch search $(DEMO_INDEX) "espres" --prefix
+	HF_HUB_OFFLINE=1 $(BIN)/progsearch serve --port $(PORT)
+
+# Re-embeds the demo catalog from scratch and replaces the vectors shipped in app/catalog/vectors
+demo-vectors: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m app.demo --export-vectors
+
+# The browser tests drive Debian's Chromium; install it when it is missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 services:
 	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || \
 		redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no
 
-test: $(STAMP) services
+test: $(STAMP) services browser
 	HF_HUB_OFFLINE=1 $(BIN)/pytest
 
 lint: $(STAMP)
@@ -36,4 +43,4 @@ bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.keyword --data ../shared/data/scifact
 
 clean:
-	rm -rf $(DEMO_INDEX) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .pytest_cache .mypy_cache .ruff_cache

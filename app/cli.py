@@ -41,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     ix.add_argument(
         "--no-vectors", action="store_true", help="keyword-only index: skip embedding the documents"
     )
+    ix.add_argument(
+        "--no-passages",
+        action="store_true",
+        help="skip the passages of the enhanced phase (embedding them costs about as much again)",
+    )
     ix.add_argument("--embed-batch", type=int, default=32, help="documents per encoder batch")
     ix.add_argument(
         "--exact-max",
@@ -78,7 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sv = sub.add_parser("serve", help="serve an index over HTTP: JSON and the SSE stream")
-    sv.add_argument("index", type=Path, nargs="?", help="default: $PROGSEARCH_INDEX")
+    sv.add_argument("index", type=Path, nargs="?",
+                    help="default: $PROGSEARCH_INDEX, else the built-in demo catalog")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
@@ -95,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _index(args: argparse.Namespace) -> int:
     from index.analyzer import AnalyzerSettings
+    from index.passages import PassageOptions
     from index.snapshot import BuildOptions, write_snapshot
     from index.sources import open_source
     from index.vector_stage import VectorOptions
@@ -117,7 +124,11 @@ def _index(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         vectors=None
         if args.no_vectors
-        else VectorOptions(batch_size=args.embed_batch, exact_max=args.exact_max),
+        else VectorOptions(
+            batch_size=args.embed_batch,
+            exact_max=args.exact_max,
+            passages=None if args.no_passages else PassageOptions(),
+        ),
     )
     started = time.perf_counter()
     folder = write_snapshot(source, args.out, options)
@@ -233,8 +244,14 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import os
+
     from app.serve import serve
 
+    if args.index is None and not os.environ.get("PROGSEARCH_INDEX"):
+        from app.demo import ensure_demo_index
+
+        args.index = ensure_demo_index(progress=True)
     if args.workers < 1:
         raise ProgsearchError(f"--workers must be at least 1, got {args.workers}")
     return serve(args.index, host=args.host, port=args.port, workers=args.workers,

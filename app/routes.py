@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from app.engine import Engine, SemanticState
 from app.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -17,7 +19,14 @@ from app.search import PhaseError, Searcher
 from app.settings import Settings
 from app.stream import SEQUENCE, phase_events, resume_after
 
-__all__ = ["routes"]
+__all__ = ["STATIC", "routes"]
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+# The page loads nothing from other hosts; the policy makes the browser hold it to that.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; style-src 'self'; script-src 'self'",
+    "Cache-Control": "no-cache",
+}
 
 
 def _state(request: Request) -> tuple[Engine, Searcher, Metrics, Settings]:
@@ -100,7 +109,13 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
+async def page(request: Request) -> Response:
+    return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+
+
 routes = [
+    Route("/", page, methods=["GET"]),
+    Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
     Route("/search", search, methods=["GET"]),
     Route("/search/stream", search_stream, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),

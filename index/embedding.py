@@ -91,6 +91,7 @@ def embed_corpus(
     out_path: Path,
     batch_size: int = 64,
     progress: bool = True,
+    desc: str = "embedding",
 ) -> npt.NDArray[np.float32]:
     """Encode ``texts`` into ``out_path`` (an (n, dim) float32 ``.npy``); returns it mmapped.
 
@@ -136,8 +137,8 @@ def embed_corpus(
     with tqdm(
         total=len(texts),
         initial=min(chunks_done * batch_size, len(texts)),
-        unit="doc",
-        desc="embedding",
+        unit="text",
+        desc=desc,
         disable=not progress,
     ) as bar:
         for start in range(chunks_done * batch_size, len(texts), batch_size):

@@ -8,6 +8,7 @@ Layout of an index root::
     ROOT/<version>/vocab/        surface forms with their frequency and index term
     ROOT/<version>/docs/         external ids (blob + offsets) and the SQLite store
     ROOT/<version>/vectors/      document vectors (and an HNSW graph when large), optional
+    ROOT/<version>/passages/     passages (CSR per document, text spans, vectors), optional
     ROOT/.work/                  resumable embedding work of an interrupted build
 
 A version is built in a temporary folder, synced, renamed into place, and only then named by
@@ -255,6 +256,10 @@ class Snapshot:
     @property
     def has_vectors(self) -> bool:
         return bool(self.manifest.get("vectors"))
+
+    @property
+    def has_passages(self) -> bool:
+        return bool((self.manifest.get("vectors") or {}).get("passages"))
 
     @property
     def n_docs(self) -> int:

@@ -1,4 +1,5 @@
-"""The vector stage of a snapshot build: embed every document, then index the vectors.
+"""The vector stage of a snapshot build: embed every document, then index the vectors; then
+split every document into passages and embed those (for the enhanced phase).
 
 Runs after the keyword stage, inside the same temporary version folder, so a snapshot is
 published with its vectors or not at all. Embedding is the slow part (minutes for thousands of
@@ -8,15 +9,17 @@ interrupted build resumes there when run again on the same documents.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from index.docstore import DocStore
-from index.embedding import document_text, embed_corpus
+from index.embedding import DocumentEncoder, document_text, embed_corpus
+from index.passages import PASSAGES_DIR, PassageOptions, layout_passages, save_passages
 from index.vectors import build_vector_index, save_vector_index
 
-__all__ = ["VectorOptions", "build_vectors"]
+__all__ = ["VectorOptions", "build_passages", "build_vectors"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,10 @@ class VectorOptions:
     ef_construction: int = 200
     ef_search: int = 192
     cache_dir: Path | None = None
+    passages: PassageOptions | None = field(default_factory=PassageOptions)
+    """Also embed the passages of every document (`None`: no enhanced phase)."""
+    passage_batch_size: int = 128
+    """Passages (sentences) are short: more of them fit the same work per batch."""
 
 
 def build_vectors(
@@ -45,7 +52,12 @@ def build_vectors(
     )
     work.mkdir(parents=True, exist_ok=True)
     vectors = embed_corpus(
-        texts, encoder, work / "doc_vectors.npy", batch_size=options.batch_size, progress=progress
+        texts,
+        encoder,
+        work / "doc_vectors.npy",
+        batch_size=options.batch_size,
+        progress=progress,
+        desc="embedding documents",
     )
     index, params = build_vector_index(
         vectors,
@@ -55,9 +67,50 @@ def build_vectors(
         ef_search=options.ef_search,
     )
     save_vector_index(index, folder / "vectors", vectors, params)
-    return {
+    del vectors, texts
+    entry: dict[str, Any] = {
         "encoder": encoder.fingerprint,
         "document_text": "title. body, cut to the model window",
         "index": params.to_dict(),
         "build": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
+    }
+    if options.passages is not None:
+        entry["passages"] = build_passages(
+            store.iter_fields(),
+            folder,
+            work,
+            encoder,
+            options.passages,
+            options.passage_batch_size,
+            progress,
+        )
+    return entry
+
+
+def build_passages(
+    fields: Iterable[tuple[str, str]],
+    folder: Path,
+    work: Path,
+    encoder: DocumentEncoder,
+    options: PassageOptions,
+    batch_size: int,
+    progress: bool,
+) -> dict[str, Any]:
+    """Split, embed (resumably, in `work`) and write `folder/passages/`; returns the manifest
+    entry."""
+    layout = layout_passages(fields, options)
+    vectors = embed_corpus(
+        layout.texts,
+        encoder,
+        work / "passage_vectors.npy",
+        batch_size=batch_size,
+        progress=progress,
+        desc="embedding passages",
+    )
+    save_passages(folder / PASSAGES_DIR, layout, vectors, options)
+    return {
+        "count": len(layout.texts),
+        "encoder": encoder.fingerprint,
+        "options": options.to_json(),
+        "batch_size": batch_size,
     }

@@ -1,0 +1,111 @@
+"""The built-in demo index: the generated catalog, indexed on first use.
+
+The catalog's document vectors are computed by progsearch's own indexer and shipped in
+`app/catalog/vectors/` (float16, `make demo-vectors` rebuilds them), so the first `make demo`
+indexes in seconds instead of embedding 5,000 products. They are only used when they were
+computed for exactly this catalog text and this encoder: the embedding stage checks the
+fingerprint and a hash of the inputs, and embeds anything else itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from app.catalog import DEFAULT_N, DEFAULT_SEED, write_catalog
+from index.snapshot import BuildOptions, write_snapshot
+from index.sources import open_source
+from index.vector_stage import VectorOptions
+
+__all__ = ["SHIPPED", "default_demo_dir", "ensure_demo_index", "export_vectors"]
+
+log = logging.getLogger(__name__)
+
+SHIPPED = Path(__file__).resolve().parent / "catalog" / "vectors"
+STAMP = "catalog.sha256"
+
+
+def default_demo_dir() -> Path:
+    base = os.environ.get("PROGSEARCH_DEMO_DIR")
+    if base:
+        return Path(base)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "progsearch" / "demo-index"
+
+
+def _seed_work(work: Path) -> None:
+    """Put the shipped vectors where the embedding stage looks for finished work."""
+    work.mkdir(parents=True, exist_ok=True)
+    for marker in sorted(SHIPPED.glob("*.json")):
+        stem = marker.name.removesuffix(".json")
+        packed = SHIPPED / f"{stem}.f16.npy"
+        target = work / f"{stem}.npy"
+        if not packed.is_file() or target.is_file():
+            continue
+        np.save(target, np.load(packed).astype(np.float32))
+        shutil.copyfile(marker, work / f"{stem}.npy.json")
+
+
+def ensure_demo_index(root: Path | None = None, *, progress: bool = True,
+                      use_shipped: bool = True) -> Path:
+    """The demo index folder, built or rebuilt when the catalog changed."""
+    root = root or default_demo_dir()
+    work = root / ".work"
+    work.mkdir(parents=True, exist_ok=True)
+    source = work / "catalog.jsonl"
+    write_catalog(source, n=DEFAULT_N, seed=DEFAULT_SEED)
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    stamp = root / STAMP
+    if (root / "CURRENT").is_file() and stamp.is_file() and stamp.read_text() == digest:
+        return root
+    if use_shipped:
+        _seed_work(work)
+    log.info("building the demo index in %s", root)
+    write_snapshot(open_source(source), root,
+                   BuildOptions(workers=1, progress=progress, vectors=VectorOptions()))
+    stamp.write_text(digest)
+    return root
+
+
+def export_vectors(root: Path) -> list[Path]:
+    """Copy a demo index's finished embedding work into `SHIPPED` as float16."""
+    SHIPPED.mkdir(parents=True, exist_ok=True)
+    written = []
+    for marker in sorted((root / ".work").glob("*.npy.json")):
+        stem = marker.name.removesuffix(".npy.json")
+        vectors = np.load(root / ".work" / f"{stem}.npy")
+        target = SHIPPED / f"{stem}.f16.npy"
+        np.save(target, vectors.astype(np.float16))
+        info = json.loads(marker.read_text())
+        (SHIPPED / f"{stem}.json").write_text(json.dumps(info, indent=2) + "\n")
+        written.append(target)
+    return written
+
+
+def main() -> int:
+    """`python -m app.demo`: rebuild the demo index from scratch and ship its vectors."""
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(prog="python -m app.demo", description=main.__doc__)
+    parser.add_argument("--export-vectors", action="store_true",
+                        help="embed the catalog without the shipped vectors, then replace them")
+    args = parser.parse_args()
+    if not args.export_vectors:
+        print(ensure_demo_index())
+        return 0
+    with tempfile.TemporaryDirectory(prefix="progsearch-demo-") as tmp:
+        root = ensure_demo_index(Path(tmp), use_shipped=False)
+        for path in export_vectors(root):
+            print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
