@@ -6,7 +6,8 @@ the files. Reusing them imports neither torch nor sentence-transformers: those a
 only inside :func:`_export_onnx`.
 
 Next to each exported model, :func:`optimized_model_file` keeps the graph ONNX Runtime
-optimizes it into, so later sessions skip most of that work at load (0.6 s -> ~0.15 s here).
+optimizes it into, so later sessions skip most of that work (int8 sessions open 2-3x faster
+here: 0.4 s instead of 1.2 s on a busy machine).
 """
 
 from __future__ import annotations
