@@ -72,7 +72,9 @@ class Analyzer:
     settings: AnalyzerSettings = field(default_factory=AnalyzerSettings)
 
     def __post_init__(self) -> None:
-        self._stemmer = Stemmer.Stemmer(self.settings.language) if self.settings.stem else None
+        # PyStemmer's own cache is off (size 0): `stem` memoizes in a dict, and index time stems
+        # each distinct word once, so its cache would only cost time evicting entries.
+        self._stemmer = Stemmer.Stemmer(self.settings.language, 0) if self.settings.stem else None
         self._stop = ENGLISH if self.settings.stopwords else frozenset()
         # Stemming is the costly step; a word's stem never changes, so memoize it per analyzer.
         self._stem_cache: dict[str, str] = {}

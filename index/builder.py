@@ -1,28 +1,25 @@
 """Builds the keyword part of a snapshot: CSR postings with BM25 impacts and the vocabularies.
 
-Documents arrive in chunks, are analyzed in worker processes (`index.chunk`), and their postings
-are merged without a global sort: each chunk's postings are already grouped by term and ordered
-by document, so every posting can be placed straight into its CSR slot.
+Documents arrive in chunks already analyzed (`index.pipeline`), their words numbered by the
+analyzer that counted them; here words get global numbers. Postings are merged without a global
+sort: a chunk's postings come in runs, one per term, each ordered by document, so every run is
+copied straight to its place in the CSR arrays.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from index.analyzer import AnalyzerSettings
-from index.chunk import ChunkPostings, analyze_chunk, runs
-from index.types import Document
+from index.chunk import AnalyzedChunk
+from index.pipeline import Batch
 from rankers.bm25 import BM25Params, idf, impacts
 
-__all__ = ["KeywordStats", "build_keyword_index", "chunked"]
+__all__ = ["KeywordStats", "build_keyword_index"]
 
 I64 = npt.NDArray[np.int64]
 
@@ -36,122 +33,128 @@ class KeywordStats:
     avg_doc_len: float
 
 
-def chunked(docs: Iterable[Document], size: int) -> Iterator[list[Document]]:
-    batch: list[Document] = []
-    for doc in docs:
-        batch.append(doc)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+class _Ints:
+    """A growable int64 array."""
+
+    def __init__(self) -> None:
+        self._data = np.zeros(1024, dtype=np.int64)
+        self.size = 0
+
+    def _reserve(self, size: int) -> None:
+        if size > self._data.size:
+            grown = np.zeros(max(size, 2 * self._data.size), dtype=np.int64)
+            grown[: self.size] = self._data[: self.size]
+            self._data = grown
+        self.size = max(self.size, size)
+
+    def extend(self, values: I64) -> None:
+        start = self.size
+        self._reserve(start + values.size)
+        self._data[start : self.size] = values
+
+    def put(self, at: I64, values: npt.NDArray[np.integer]) -> None:
+        if at.size:
+            self._reserve(int(at.max()) + 1)
+        self._data[at] = values
+
+    def add(self, at: I64, values: npt.NDArray[np.integer]) -> None:
+        """Add at distinct positions."""
+        if at.size:
+            self._reserve(int(at.max()) + 1)
+        self._data[at] += values
+
+    @property
+    def view(self) -> I64:
+        return self._data[: self.size]
+
+    def padded(self, size: int) -> I64:
+        """The first `size` values, zeros past the end."""
+        self._reserve(size)
+        return self._data[:size]
 
 
 class _Vocabulary:
-    """Grows global ids for strings met in chunks; keeps per-id counts."""
+    """Global numbers for strings, in order of first appearance."""
 
     def __init__(self) -> None:
         self.ids: dict[str, int] = {}
-        self.counts = np.zeros(1024, dtype=np.int64)
 
-    def map(self, words: Sequence[str], counts: npt.NDArray[Any] | None = None) -> I64:
-        setdefault = self.ids.setdefault
-        mapped = np.fromiter(
-            (setdefault(w, len(self.ids)) for w in words), dtype=np.int64, count=len(words)
-        )
-        if len(self.ids) > self.counts.size:
-            grown = np.zeros(max(len(self.ids), 2 * self.counts.size), dtype=np.int64)
-            grown[: self.counts.size] = self.counts
-            self.counts = grown
-        if counts is not None:
-            np.add.at(self.counts, mapped, counts)
-        return mapped
+    def add(self, words: Sequence[str]) -> I64:
+        ids = self.ids
+        new = dict.fromkeys(w for w in words if w not in ids)
+        ids.update(zip(new, range(len(ids), len(ids) + len(new)), strict=True))
+        return np.fromiter(map(ids.__getitem__, words), dtype=np.int64, count=len(words))
 
-    def sorted_order(self) -> tuple[list[str], I64]:
-        """Words in code-point order, and the new position of each old id."""
+    def sorted_order(self, used: npt.NDArray[np.bool_]) -> tuple[list[str], I64]:
+        """The used words in code-point order, and the new position of each old number (-1 for
+        a word not used: one met only in documents dropped as duplicates)."""
         words = list(self.ids)
-        order = sorted(range(len(words)), key=words.__getitem__)
-        rank = np.empty(len(words), dtype=np.int64)
-        rank[np.asarray(order, dtype=np.int64)] = np.arange(len(words), dtype=np.int64)
+        kept = np.flatnonzero(used[: len(words)]).tolist()
+        order = sorted(kept, key=words.__getitem__)
+        rank = np.full(len(words), -1, dtype=np.int64)
+        rank[np.asarray(order, dtype=np.int64)] = np.arange(len(order), dtype=np.int64)
         return [words[i] for i in order], rank
 
 
 @dataclass
-class _Merged:
-    term: npt.NDArray[np.int32]
+class _Numbering:
+    """Global numbers of the words of one analyzer, by the analyzer's numbers."""
+
+    term: _Ints = field(default_factory=_Ints)
+    surface: _Ints = field(default_factory=_Ints)
+
+
+@dataclass
+class _Part:
+    """One chunk's postings: runs of global term numbers, documents numbered globally."""
+
+    run_term: I64
+    run_len: npt.NDArray[np.int32]
     doc: npt.NDArray[np.int32]
     tf: npt.NDArray[np.float32]
 
 
-def _analyzed(
-    chunks: Iterable[list[Document]], settings: AnalyzerSettings, title_weight: float, workers: int
-) -> Iterator[tuple[list[Document], ChunkPostings]]:
-    """Chunks with their postings, in input order, analyzed by `workers` processes."""
-    if workers <= 1:
-        for chunk in chunks:
-            titles = [d.title for d in chunk]
-            bodies = [d.text for d in chunk]
-            yield chunk, analyze_chunk(titles, bodies, settings, title_weight)
-        return
-    with cf.ProcessPoolExecutor(max_workers=workers) as pool:
-        pending: deque[tuple[list[Document], cf.Future[ChunkPostings]]] = deque()
-        for chunk in chunks:
-            titles = [d.title for d in chunk]
-            bodies = [d.text for d in chunk]
-            pending.append(
-                (chunk, pool.submit(analyze_chunk, titles, bodies, settings, title_weight))
-            )
-            if len(pending) > workers:
-                done, fut = pending.popleft()
-                yield done, fut.result()
-        while pending:
-            done, fut = pending.popleft()
-            yield done, fut.result()
-
-
 def build_keyword_index(
-    docs: Iterable[Document],
+    batches: Iterable[tuple[Batch, AnalyzedChunk]],
     folder: Path,
     *,
-    settings: AnalyzerSettings,
     params: BM25Params,
-    workers: int = 2,
-    chunk_size: int = 20_000,
-    on_chunk: Callable[[list[Document]], None] | None = None,
+    on_batch: Callable[[Batch], None] | None = None,
 ) -> KeywordStats:
-    """Writes `folder/keyword/*.npy` and `folder/vocab/*.npy`; `on_chunk` sees each chunk (the
-    document store is filled through it) after its postings are computed."""
-    terms = _Vocabulary()
-    surfaces = _Vocabulary()
-    surface_term_parts: list[tuple[I64, I64]] = []
-    parts: list[_Merged] = []
+    """Writes `folder/keyword/*.npy` and `folder/vocab/*.npy` from analyzed batches (see
+    `index.pipeline.analyzed_batches`); `on_batch` sees each batch (the document store is
+    filled through it)."""
+    terms, surfaces = _Vocabulary(), _Vocabulary()
+    surface_term, surface_df = _Ints(), _Ints()
+    numberings: dict[str, _Numbering] = {}
+    parts: list[_Part] = []
     doc_lens: list[npt.NDArray[np.float32]] = []
     n_docs = 0
-    for chunk, post in _analyzed(chunked(docs, chunk_size), settings, params.title_weight, workers):
-        term_map = terms.map(post.terms)
-        surf_map = surfaces.map(post.surfaces, post.surface_df)
-        surface_term_parts.append((surf_map, term_map[post.surface_term]))
-        parts.append(
-            _Merged(
-                term=term_map[post.post_term].astype(np.int32),
-                doc=(post.post_doc + n_docs).astype(np.int32),
-                tf=post.post_tf,
-            )
-        )
-        doc_lens.append(post.doc_len)
-        n_docs += len(chunk)
-        if on_chunk is not None:
-            on_chunk(chunk)
+    for batch, chunk in batches:
+        num = numberings.setdefault(chunk.source, _Numbering())
+        num.term.extend(terms.add(chunk.new_terms))
+        new_surfaces = surfaces.add(chunk.new_surfaces)
+        num.surface.extend(new_surfaces)
+        surface_term.put(new_surfaces, num.term.view[chunk.new_surface_term])
+        surface_df.add(num.surface.view[chunk.surfaces], chunk.surface_df)
+        doc = chunk.post_doc + np.int32(n_docs)
+        parts.append(_Part(num.term.view[chunk.run_term], chunk.run_len, doc, chunk.post_tf))
+        doc_lens.append(chunk.doc_len)
+        n_docs += len(batch)
+        if on_batch is not None:
+            on_batch(batch)
 
-    term_words, term_rank = terms.sorted_order()
-    n_terms = len(term_words)
+    all_df = np.zeros(len(terms.ids), dtype=np.int64)
     for part in parts:
-        part.term = term_rank[part.term].astype(np.int32)
+        all_df[part.run_term] += part.run_len  # a term has one run per chunk
+    term_words, term_rank = terms.sorted_order(all_df > 0)
+    n_terms = len(term_words)
+    df = np.zeros(n_terms, dtype=np.int64)
+    df[term_rank[all_df > 0]] = all_df[all_df > 0]
+    for part in parts:
+        part.run_term = term_rank[part.run_term]
     doc_len = np.concatenate(doc_lens) if doc_lens else np.zeros(0, dtype=np.float32)
     avg_len = float(doc_len.mean()) if n_docs else 0.0
-    df = np.zeros(n_terms, dtype=np.int64)
-    for part in parts:
-        df += np.bincount(part.term, minlength=n_terms)
     ptr = np.zeros(n_terms + 1, dtype=np.int64)
     np.cumsum(df, out=ptr[1:])
     n_postings = int(ptr[-1])
@@ -163,22 +166,21 @@ def build_keyword_index(
     term_idf = idf(df, max(n_docs, 1))
     cursor = ptr[:-1].copy()
     for part in parts:
-        # A chunk's postings come in runs, one per term, each ordered by document. The global
-        # renumbering only reorders whole runs, so permute runs instead of sorting postings.
-        starts, lengths = runs(part.term.astype(np.int64))
-        order = np.argsort(part.term[starts])
-        lengths = lengths[order]
-        run_first = np.cumsum(lengths) - lengths
-        within = np.arange(part.term.size, dtype=np.int64) - np.repeat(run_first, lengths)
-        gather = np.repeat(starts[order], lengths) + within
-        t = part.term[gather].astype(np.int64)
-        d = part.doc[gather]
-        slot = cursor[t] + within
-        post_doc[slot] = d
+        # Each run goes after the runs of the same term from earlier chunks.
+        lengths = part.run_len.astype(np.int64)
+        dest = cursor[part.run_term]
+        cursor[part.run_term] += lengths
+        first = np.cumsum(lengths) - lengths
+        slot = np.repeat(dest - first, lengths) + np.arange(part.doc.size, dtype=np.int64)
+        post_doc[slot] = part.doc
         post_imp[slot] = impacts(
-            part.tf[gather], doc_len[d], avg_len, term_idf[t], params.k1, params.b
+            part.tf,
+            doc_len[part.doc],
+            avg_len,
+            term_idf[np.repeat(part.run_term, lengths)],
+            params.k1,
+            params.b,
         )
-        cursor[part.term[starts[order]]] += lengths
     post_doc.flush()
     post_imp.flush()
     max_imp = (
@@ -196,17 +198,19 @@ def build_keyword_index(
     )
     np.save(kw / "doc_len.npy", doc_len.astype(np.float32))
 
-    surf_words, surf_rank = surfaces.sorted_order()
-    surface_term = np.zeros(len(surf_words), dtype=np.int32)
-    for surf_map, term_ids in surface_term_parts:
-        surface_term[surf_rank[surf_map]] = term_rank[term_ids]
-    surface_df = np.zeros(len(surf_words), dtype=np.int32)
-    surface_df[surf_rank] = surfaces.counts[: len(surf_words)]
+    n_all = len(surfaces.ids)
+    sdf = surface_df.padded(n_all)
+    used = sdf > 0
+    surf_words, surf_rank = surfaces.sorted_order(used)
+    vocab_surface_term = np.zeros(len(surf_words), dtype=np.int32)
+    vocab_surface_term[surf_rank[used]] = term_rank[surface_term.padded(n_all)[used]]
+    vocab_surface_df = np.zeros(len(surf_words), dtype=np.int32)
+    vocab_surface_df[surf_rank[used]] = sdf[used]
     voc = folder / "vocab"
     voc.mkdir(parents=True, exist_ok=True)
     np.save(
         voc / "surfaces.npy", np.asarray(surf_words, dtype=str) if surf_words else np.zeros(0, "U1")
     )
-    np.save(voc / "surface_df.npy", surface_df)
-    np.save(voc / "surface_term.npy", surface_term)
+    np.save(voc / "surface_df.npy", vocab_surface_df)
+    np.save(voc / "surface_term.npy", vocab_surface_term)
     return KeywordStats(n_docs, n_terms, len(surf_words), n_postings, avg_len)

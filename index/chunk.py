@@ -1,21 +1,39 @@
-"""Analysis of one chunk of documents into postings, as a pure function.
+"""Analysis of one chunk of documents into postings.
 
-Run in worker processes at index time. Python touches each token once (a dict lookup giving a
-raw-word id); splitting, stopwords and stemming run once per distinct word, and counting is done
-with numpy sorts, so the cost per token stays small.
+Run in worker processes at index time. `ChunkAnalyzer` keeps its state for the whole build: the
+C extension `index._wordcount` reads every token once (one hash lookup) and counts in the same
+pass, and each distinct word is filtered and stemmed once per process, by the same Python code
+as at query time (`Analyzer.keep`, `Analyzer.stem_many`). `analyze_chunk` is the pure-Python
+version: the reference the extension is tested against, and the fallback when it is not built.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import unicodedata
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
 
-from index.analyzer import Analyzer, AnalyzerSettings
+from index.analyzer import Analyzer, AnalyzerSettings, normalize
 
-__all__ = ["ChunkPostings", "analyze_chunk", "runs"]
+try:
+    from index._wordcount import Counter
+except ImportError:  # not compiled: the pure-Python path builds the same index, only slower
+    Counter = None  # type: ignore[assignment, misc]
+
+__all__ = [
+    "AnalyzedChunk",
+    "ChunkAnalyzer",
+    "ChunkPostings",
+    "analyze_chunk",
+    "native_available",
+    "runs",
+]
 
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
@@ -122,3 +140,157 @@ def analyze_chunk(
         post_tf=tf.astype(np.float32),
         doc_len=doc_len,
     )
+
+
+def native_available() -> bool:
+    """Whether the C extension is built (`pip install -e .` compiles it)."""
+    return Counter is not None
+
+
+@dataclass(frozen=True)
+class AnalyzedChunk:
+    """Postings of a chunk, with words numbered by the analyzer that counted them.
+
+    An analyzer numbers words for its whole life and sends the text of each word once:
+    `new_terms` and `new_surfaces` continue its numbering, `new_surface_term` is the term of
+    each new surface, and `source` tells analyzers apart. Postings come in runs, one per term:
+    run i holds `run_len[i]` postings of term `run_term[i]`, ordered by (chunk-local) document.
+    """
+
+    source: str
+    new_terms: list[str]
+    new_surfaces: list[str]
+    new_surface_term: I32
+    surfaces: I32
+    surface_df: I32
+    run_term: I32
+    run_len: I32
+    post_doc: I32
+    post_tf: F32
+    doc_len: F32
+
+    def words_only(self) -> AnalyzedChunk:
+        """The same chunk without its documents: its new words must still be numbered when its
+        postings are dropped, since the analyzer's later chunks use them."""
+        i32, f32 = np.empty(0, np.int32), np.empty(0, np.float32)
+        return dataclasses.replace(
+            self,
+            surfaces=i32,
+            surface_df=i32,
+            run_term=i32,
+            run_len=i32,
+            post_doc=i32,
+            post_tf=f32,
+            doc_len=f32,
+        )
+
+
+class ChunkAnalyzer:
+    """Analyzes chunks one after another, remembering every word it has met.
+
+    Holds the per-process state of a build: surface and term numbers of each distinct word, so
+    filtering and stemming run once per word and process, and each word's text is sent once.
+    """
+
+    def __init__(
+        self, settings: AnalyzerSettings, title_weight: float, *, native: bool = True
+    ) -> None:
+        self.settings = settings
+        self.title_weight = title_weight
+        self.source = uuid.uuid4().hex
+        self._analyzer = Analyzer(settings)
+        self._terms: list[str] = []
+        self._term_ids: dict[str, int] = {}
+        self._surfaces: list[str] = []
+        self._surface_ids: dict[str, int] = {}  # only without the extension
+        self._surface_term: list[int] = []
+        self._sent_terms = self._sent_surfaces = 0
+        self._counter = (
+            Counter(self._resolve, normalize, partial(unicodedata.is_normalized, "NFKC"))
+            if native and Counter is not None
+            else None
+        )
+
+    @property
+    def native(self) -> bool:
+        return self._counter is not None
+
+    def _term(self, stem: str) -> int:
+        term = self._term_ids.setdefault(stem, len(self._term_ids))
+        if term == len(self._terms):
+            self._terms.append(stem)
+        return term
+
+    def _resolve(self, word: str) -> tuple[int, int]:
+        """Surface and term numbers of a word met for the first time; -1 when not indexed."""
+        if not self._analyzer.keep(word):
+            return -1, -1
+        surface = len(self._surfaces)
+        term = self._term(self._analyzer.stem_many([word])[0])
+        self._surfaces.append(word)
+        self._surface_term.append(term)
+        return surface, term
+
+    def analyze(self, titles: list[str], bodies: list[str]) -> AnalyzedChunk:
+        if self._counter is None:
+            return self._analyze_python(titles, bodies)
+        surfaces, surface_df, run_term, run_len, post_doc, post_tf, doc_len = self._counter.analyze(
+            titles, bodies, self.title_weight
+        )
+        return self._chunk(
+            np.frombuffer(surfaces, np.int32),
+            np.frombuffer(surface_df, np.int32),
+            np.frombuffer(run_term, np.int32),
+            np.frombuffer(run_len, np.int32),
+            np.frombuffer(post_doc, np.int32),
+            np.frombuffer(post_tf, np.float32),
+            np.frombuffer(doc_len, np.float32),
+        )
+
+    def _analyze_python(self, titles: list[str], bodies: list[str]) -> AnalyzedChunk:
+        post = analyze_chunk(titles, bodies, self.settings, self.title_weight)
+        terms = np.fromiter(map(self._term, post.terms), np.int32, len(post.terms))
+        surfaces = np.empty(len(post.surfaces), np.int32)
+        surface_terms = terms[post.surface_term].tolist()
+        for i, (word, term) in enumerate(zip(post.surfaces, surface_terms, strict=True)):
+            surface = self._surface_ids.setdefault(word, len(self._surface_ids))
+            if surface == len(self._surfaces):
+                self._surfaces.append(word)
+                self._surface_term.append(term)
+            surfaces[i] = surface
+        starts, lengths = runs(post.post_term.astype(np.int64))
+        return self._chunk(
+            surfaces,
+            post.surface_df,
+            terms[post.post_term[starts]],
+            lengths.astype(np.int32),
+            post.post_doc,
+            post.post_tf,
+            post.doc_len,
+        )
+
+    def _chunk(
+        self,
+        surfaces: I32,
+        surface_df: I32,
+        run_term: I32,
+        run_len: I32,
+        post_doc: I32,
+        post_tf: F32,
+        doc_len: F32,
+    ) -> AnalyzedChunk:
+        sent_t, sent_s = self._sent_terms, self._sent_surfaces
+        self._sent_terms, self._sent_surfaces = len(self._terms), len(self._surfaces)
+        return AnalyzedChunk(
+            source=self.source,
+            new_terms=self._terms[sent_t:],
+            new_surfaces=self._surfaces[sent_s:],
+            new_surface_term=np.asarray(self._surface_term[sent_s:], dtype=np.int32),
+            surfaces=surfaces,
+            surface_df=surface_df,
+            run_term=run_term,
+            run_len=run_len,
+            post_doc=post_doc,
+            post_tf=post_tf,
+            doc_len=doc_len,
+        )

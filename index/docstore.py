@@ -50,15 +50,26 @@ class DocStoreWriter:
         conn.executescript(_SCHEMA)
         self._conn = conn
 
-    def _insert(self, rows: list[tuple[int, str, str, str, str]]) -> None:
+    def _insert(self, rows: Iterable[tuple[int, str, str, str, str]]) -> None:
         assert self._conn is not None
         self._conn.executemany("INSERT INTO docs VALUES (?, ?, ?, ?, ?)", rows)
 
     def add(self, docs: Iterable[Document]) -> None:
-        rows = []
-        for doc in docs:
-            rows.append((self._next, doc.id, doc.title, doc.text, json.dumps(doc.fields)))
-            self._next += 1
+        docs = list(docs)
+        self.add_columns(
+            [d.id for d in docs],
+            [d.title for d in docs],
+            [d.text for d in docs],
+            [json.dumps(d.fields) for d in docs],
+        )
+
+    def add_columns(
+        self, ids: list[str], titles: list[str], texts: list[str], fields: list[str]
+    ) -> None:
+        """Append documents given as columns; `fields` holds each one's other fields as JSON."""
+        start = self._next
+        self._next += len(ids)
+        rows = zip(range(start, self._next), ids, titles, texts, fields, strict=True)
         if self._pending is not None:
             self._pending.result()  # one batch in flight bounds memory; errors surface here
         self._pending = self._pool.submit(self._insert, rows)

@@ -38,6 +38,7 @@ from index.analyzer import AnalyzerSettings
 from index.builder import build_keyword_index
 from index.docstore import DocStore, DocStoreWriter
 from index.errors import SnapshotError, SourceError
+from index.pipeline import Batch, analyzed_batches
 from index.types import Document
 from index.vector_stage import VectorOptions, build_vectors
 from rankers.bm25 import BM25Params
@@ -57,6 +58,9 @@ class BuildOptions:
     bm25: BM25Params = field(default_factory=BM25Params)
     workers: int = 2
     chunk_size: int = 20_000
+    """Documents per chunk, for sources read as documents (CSV, or any iterable)."""
+    block_bytes: int = 32 << 20
+    """Bytes per block, for JSON Lines sources (parsed in the worker processes)."""
     progress: bool = False
     vectors: VectorOptions | None = None
     """Embed the documents and index the vectors (`None`: a keyword-only snapshot)."""
@@ -98,11 +102,10 @@ class _IdWriter:
         self.blobs: list[bytes] = []
         self.lengths: list[int] = []
 
-    def add(self, docs: list[Document]) -> None:
-        for doc in docs:
-            b = doc.id.encode("utf-8")
-            self.blobs.append(b)
-            self.lengths.append(len(b))
+    def add(self, ids: list[str]) -> None:
+        blobs = list(map(str.encode, ids))
+        self.blobs.extend(blobs)
+        self.lengths.extend(map(len, blobs))
 
     def save(self, folder: Path) -> None:
         ptr = np.zeros(len(self.lengths) + 1, dtype=np.int64)
@@ -123,21 +126,21 @@ def write_snapshot(docs: Iterable[Document], root: Path, options: BuildOptions) 
         ids = _IdWriter()
         bar = tqdm(desc="indexing", unit="docs", disable=not options.progress, smoothing=0.1)
 
-        def on_chunk(chunk: list[Document]) -> None:
-            writer.add(chunk)
-            ids.add(chunk)
-            bar.update(len(chunk))
+        def on_batch(batch: Batch) -> None:
+            writer.add_columns(batch.ids, batch.titles, batch.texts, batch.fields)
+            ids.add(batch.ids)
+            bar.update(len(batch))
 
         started = time.perf_counter()
-        stats = build_keyword_index(
+        batches = analyzed_batches(
             docs,
-            tmp,
-            settings=options.analyzer,
-            params=options.bm25,
+            options.analyzer,
+            options.bm25.title_weight,
             workers=options.workers,
             chunk_size=options.chunk_size,
-            on_chunk=on_chunk,
+            block_bytes=options.block_bytes,
         )
+        stats = build_keyword_index(batches, tmp, params=options.bm25, on_batch=on_batch)
         bar.close()
         store = None
         writer.close()

@@ -3,6 +3,11 @@
 Every record is checked where it enters. A bad record is reported with its file and line; the
 reader either skips it (and keeps the problem in `problems`) or raises `SourceError`, as
 `on_error` chooses. A skipped line never reaches the index.
+
+JSON Lines sources are read in blocks of whole lines (`SourceReader.blocks`) so that parsing and
+checking can run in worker processes (`RecordParser`, a pure function of the block's bytes).
+Only what needs the whole file stays with the reader (`SourceReader.accept`): numbering lines,
+finding duplicate ids, and reporting problems in line order.
 """
 
 from __future__ import annotations
@@ -10,8 +15,9 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,12 +27,21 @@ import orjson
 from index.errors import SourceError
 from index.types import Document
 
-__all__ = ["MAX_ID_CHARS", "SourceReader", "document_from_record", "open_source"]
+__all__ = [
+    "MAX_ID_CHARS",
+    "Block",
+    "RecordParser",
+    "Records",
+    "SourceReader",
+    "document_from_record",
+    "open_source",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_ID_CHARS = 512
 MAX_WARNINGS = 20
+BLOCK_BYTES = 32 << 20
 FORMATS = ("auto", "beir", "jsonl", "csv")
 OnError = Literal["skip", "stop"]
 
@@ -66,10 +81,15 @@ def _as_text(record: dict[str, Any], name: str) -> str:
     return value
 
 
-def document_from_record(
-    record: Any, *, id_field: str = "id", title_field: str = "title", text_field: str = "text"
-) -> Document:
-    """Check one record and turn it into a `Document`; `ValueError` names the bad field."""
+def _blank(text: str) -> bool:
+    # `not text.strip()` without copying the text: strip and isspace share one definition.
+    return not text or text.isspace()
+
+
+def _record_fields(
+    record: Any, id_field: str, title_field: str, text_field: str
+) -> tuple[str, str, str, dict[str, Any]]:
+    """Check one record: its id, title, text and other fields; `ValueError` names the bad field."""
     if not isinstance(record, dict):
         raise ValueError(f"a document must be a JSON object, got {type(record).__name__}")
     raw_id = record.get(id_field)
@@ -82,11 +102,122 @@ def document_from_record(
         raise ValueError(f"field {id_field!r} is longer than {MAX_ID_CHARS} characters")
     title = _as_text(record, title_field)
     text = _as_text(record, text_field)
-    if not title.strip() and not text.strip():
+    if _blank(title) and _blank(text):
         raise ValueError(f"fields {title_field!r} and {text_field!r} are both empty")
-    skip = {id_field, title_field, text_field}
-    extra = {k: v for k, v in record.items() if k not in skip}
-    return Document(doc_id, title, text, extra)
+    extra = {
+        k: v for k, v in record.items() if k != id_field and k != title_field and k != text_field
+    }
+    return doc_id, title, text, extra
+
+
+def document_from_record(
+    record: Any, *, id_field: str = "id", title_field: str = "title", text_field: str = "text"
+) -> Document:
+    """Check one record and turn it into a `Document`; `ValueError` names the bad field."""
+    return Document(*_record_fields(record, id_field, title_field, text_field))
+
+
+@dataclass(frozen=True)
+class Block:
+    """Whole lines of a JSON Lines file, read where they are parsed.
+
+    For a plain file, the lines that start in bytes [start, end); a compressed file is
+    decompressed by the reader and its lines travel in `data`.
+    """
+
+    path: str
+    start: int = 0
+    end: int = 0
+    data: bytes | None = None
+
+    def read(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        try:
+            with open(self.path, "rb") as fh:
+                if self.start > 0:
+                    fh.seek(self.start - 1)
+                    fh.readline()  # a line that began before `start` belongs to the block before
+                pos = fh.tell()
+                if pos >= self.end:
+                    return b""
+                data = fh.read(self.end - pos)
+                if data and not data.endswith(b"\n"):
+                    data += fh.readline()
+                return data
+        except OSError as exc:
+            raise SourceError(f"cannot read: {exc}", path=self.path) from exc
+
+
+@dataclass
+class Records:
+    """The records of one block, as columns. Lines are numbered from 1 within the block."""
+
+    n_lines: int
+    lines: list[int] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    titles: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    fields: list[str] = field(default_factory=list)
+    """The other fields of each record as JSON text, as the document store keeps them."""
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+    def documents(self, keep: list[int] | None = None) -> Iterator[Document]:
+        for i in range(len(self.ids)) if keep is None else keep:
+            extra = self.fields[i]
+            fields = {} if extra == "{}" else json.loads(extra)
+            yield Document(self.ids[i], self.titles[i], self.texts[i], fields)
+
+
+def _count_lines(data: bytes) -> int:
+    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+
+
+@dataclass(frozen=True)
+class RecordParser:
+    """Parses and checks the lines of a block; a pure function, run in worker processes."""
+
+    fmt: str
+    id_field: str | None
+    title_field: str
+    text_field: str
+
+    def __call__(self, data: bytes) -> Records:
+        out = Records(_count_lines(data))
+        loads, dumps = orjson.loads, json.dumps
+        fixed_id = self.id_field or ("_id" if self.fmt == "beir" else None)
+        title_field, text_field = self.title_field, self.text_field
+        # Lines stay bytes: orjson parses UTF-8 directly, and a line that is not valid UTF-8
+        # is reported on its own instead of failing the whole file.
+        for n, line in enumerate(io.BytesIO(data), start=1):
+            if line.isspace():
+                continue
+            try:
+                record = loads(line)
+            except orjson.JSONDecodeError as exc:
+                out.problems.append((n, f"malformed JSON or UTF-8: {exc}"))
+                continue
+            id_field = fixed_id or _default_id_field(record)
+            try:
+                doc_id, title, text, extra = _record_fields(
+                    record, id_field, title_field, text_field
+                )
+            except ValueError as exc:
+                out.problems.append((n, str(exc)))
+                continue
+            out.lines.append(n)
+            out.ids.append(doc_id)
+            out.titles.append(title)
+            out.texts.append(text)
+            out.fields.append(dumps(extra) if extra else "{}")
+        return out
+
+
+def _default_id_field(record: Any) -> str:
+    """`_id` when a record has it and no `id`, else `id`."""
+    if isinstance(record, dict) and "id" not in record and "_id" in record:
+        return "_id"
+    return "id"
 
 
 @dataclass
@@ -101,16 +232,27 @@ class SourceReader:
     on_error: OnError = "skip"
     problems: list[str] = field(default_factory=list)
 
+    _seen: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _lines_before: int = field(default=0, init=False, repr=False)
+    _file: str = field(default="", init=False, repr=False)
+
     def __iter__(self) -> Iterator[Document]:
-        file, fmt = _resolve(Path(self.path), self.fmt)
+        plan = self.blocks()
+        if plan is not None:
+            parse, blocks = plan
+            for block in blocks:
+                records = parse(block.read())
+                yield from records.documents(self.accept(records))
+            return
+        file, _ = _resolve(Path(self.path), self.fmt)
         seen: dict[str, int] = {}
-        for line_no, record in self._records(file, fmt):
+        for line_no, record in self._csv_records(file):
             try:
                 if isinstance(record, Exception):
                     raise ValueError(str(record))
                 doc = document_from_record(
                     record,
-                    id_field=self._id_field(fmt, record),
+                    id_field=self.id_field or _default_id_field(record),
                     title_field=self.title_field,
                     text_field=self.text_field,
                 )
@@ -122,13 +264,60 @@ class SourceReader:
             seen[doc.id] = line_no
             yield doc
 
-    def _id_field(self, fmt: str, record: Any) -> str:
-        """The configured id field; by default `_id` (BEIR) or `id`, whichever the record has."""
-        if self.id_field:
-            return self.id_field
-        if fmt == "beir" or (isinstance(record, dict) and "id" not in record and "_id" in record):
-            return "_id"
-        return "id"
+    def blocks(self, size: int = BLOCK_BYTES) -> tuple[RecordParser, Iterator[Block]] | None:
+        """For a JSON Lines source: the parser and the blocks of about `size` bytes to give it,
+        whose records then go through `accept` in order. None for a CSV source."""
+        file, fmt = _resolve(Path(self.path), self.fmt)
+        if fmt == "csv":
+            return None
+        self._seen, self._lines_before, self._file = {}, 0, str(file)
+        parser = RecordParser(fmt, self.id_field, self.title_field, self.text_field)
+        return parser, self._blocks(file, max(1, size))
+
+    @staticmethod
+    def _blocks(file: Path, size: int) -> Iterator[Block]:
+        if file.suffix != ".gz":
+            total = file.stat().st_size
+            for start in range(0, total, size):
+                yield Block(str(file), start, min(start + size, total))
+            return
+        try:
+            with gzip.open(file, "rb") as fh:
+                while data := fh.read(size):
+                    if not data.endswith(b"\n"):
+                        data += fh.readline()
+                    yield Block(str(file), data=data)
+        except (OSError, EOFError) as exc:
+            raise SourceError(f"cannot read: {exc}", path=str(file)) from exc
+
+    def accept(self, records: Records) -> list[int] | None:
+        """Number the block's lines after the blocks before it, report its problems and its
+        duplicate ids in line order; the positions of the records to keep (None: all)."""
+        before = self._lines_before
+        self._lines_before += records.n_lines
+        seen = self._seen
+        if not records.problems:
+            fresh = dict(zip(records.ids, [before + n for n in records.lines], strict=True))
+            if len(fresh) == len(records.ids) and seen.keys().isdisjoint(fresh):
+                seen.update(fresh)
+                return None
+        problems = iter(records.problems)
+        problem = next(problems, None)
+        keep: list[int] = []
+        for i, (doc_id, n) in enumerate(zip(records.ids, records.lines, strict=True)):
+            while problem is not None and problem[0] < n:
+                self._problem(problem[1], self._file, before + problem[0])
+                problem = next(problems, None)
+            first = seen.setdefault(doc_id, before + n)
+            if first != before + n:
+                message = f"duplicate id {doc_id!r} (first seen on line {first})"
+                self._problem(message, self._file, before + n)
+                continue
+            keep.append(i)
+        while problem is not None:
+            self._problem(problem[1], self._file, before + problem[0])
+            problem = next(problems, None)
+        return None if len(keep) == len(records.ids) else keep
 
     def _problem(self, message: str, path: str, line: int) -> None:
         error = SourceError(message, path=path, line=line)
@@ -140,40 +329,19 @@ class SourceReader:
         if len(self.problems) == MAX_WARNINGS:
             log.warning("further bad lines are counted but not shown")
 
-    def _records(self, file: Path, fmt: str) -> Iterator[tuple[int, Any]]:
+    def _csv_records(self, file: Path) -> Iterator[tuple[int, Any]]:
         try:
-            if fmt == "csv":
-                with _open_text(file) as fh:
-                    yield from self._csv_records(fh)
-            else:
-                opener = gzip.open if file.suffix == ".gz" else open
-                with opener(file, "rb") as raw:
-                    yield from self._json_records(raw)
+            with _open_text(file) as fh:
+                reader = csv.DictReader(fh)
+                for row in reader:
+                    if None in row:
+                        yield reader.line_num, ValueError("more cells than header columns")
+                        continue
+                    yield reader.line_num, row
         except UnicodeDecodeError as exc:
             raise SourceError(f"not UTF-8 text ({exc.reason})", path=str(file)) from exc
         except (OSError, EOFError) as exc:
             raise SourceError(f"cannot read: {exc}", path=str(file)) from exc
-
-    @staticmethod
-    def _json_records(fh: Iterable[bytes]) -> Iterator[tuple[int, Any]]:
-        # Lines stay bytes: orjson parses UTF-8 directly, and a line that is not valid UTF-8
-        # is reported on its own instead of failing the whole file.
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield line_no, orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                yield line_no, ValueError(f"malformed JSON or UTF-8: {exc}")
-
-    @staticmethod
-    def _csv_records(fh: io.TextIOBase) -> Iterator[tuple[int, Any]]:
-        reader = csv.DictReader(fh)
-        for row in reader:
-            if None in row:
-                yield reader.line_num, ValueError("more cells than header columns")
-                continue
-            yield reader.line_num, row
 
 
 def open_source(path: str | Path, **options: Any) -> SourceReader:

@@ -122,3 +122,42 @@ def test_source_without_valid_documents_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="no valid document"):
         write_snapshot(open_source(src), tmp_path / "ix", BuildOptions(workers=1))
     assert not (tmp_path / "ix" / CURRENT).exists()
+
+
+def test_small_blocks_in_parallel_equal_serial(tmp_path: Path) -> None:
+    # Blocks of a few hundred bytes cut lines anywhere; bad lines land in every block.
+    records = make_corpus(300, seed=3)
+    lines = [json.dumps(r) for r in records]
+    for i in range(0, len(lines), 37):
+        lines.insert(i, "{broken")
+    (tmp_path / "corpus.jsonl").write_text("\n".join(lines))
+    serial, parallel = open_source(tmp_path), open_source(tmp_path)
+    a = load_snapshot(write_snapshot(serial, tmp_path / "a", BuildOptions(workers=1)))
+    b = load_snapshot(
+        write_snapshot(parallel, tmp_path / "b", BuildOptions(workers=2, block_bytes=300))
+    )
+    assert a.manifest["checksum"] == b.manifest["checksum"]
+    assert serial.problems == parallel.problems and len(serial.problems) == 9
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_duplicates_leave_no_trace(tmp_path: Path, workers: int) -> None:
+    # A duplicate's words must not reach the vocabulary, even when its block numbered them.
+    records = make_corpus(120, seed=4)
+    dupes = [{"_id": f"d{i}", "title": f"uniqueword{i}", "text": f"onlyhere{i}"} for i in (5, 60)]
+    mixed = records[:10] + dupes[:1] + records[10:70] + dupes[1:] + records[70:]
+    write_jsonl(tmp_path / "clean.jsonl", records)
+    write_jsonl(tmp_path / "mixed.jsonl", mixed)
+    options = BuildOptions(workers=workers, block_bytes=2000)
+    clean = load_snapshot(
+        write_snapshot(open_source(tmp_path / "clean.jsonl"), tmp_path / "c", options)
+    )
+    reader = open_source(tmp_path / "mixed.jsonl")
+    dirty = load_snapshot(write_snapshot(reader, tmp_path / "m", options))
+    assert [p.split(": ", 1)[1] for p in reader.problems] == [
+        "duplicate id 'd5' (first seen on line 6)",
+        "duplicate id 'd60' (first seen on line 62)",
+    ]
+    for name, arr in clean.arrays.items():
+        assert np.array_equal(arr, dirty.arrays[name]), name
+    assert clean.docs.count() == dirty.docs.count() == 120

@@ -105,3 +105,61 @@ def test_many_bad_lines_are_counted(tmp_path: Path, caplog: pytest.LogCaptureFix
     reader = open_source(src)
     assert len(list(reader)) == 1 and len(reader.problems) == 100
     assert len(caplog.records) == 21
+
+
+def read_in_blocks(src: Path, size: int) -> tuple[list[tuple[str, str, str, str]], list[str]]:
+    reader = open_source(src)
+    plan = reader.blocks(size)
+    assert plan is not None
+    parse, blocks = plan
+    docs = []
+    for block in blocks:
+        records = parse(block.read())
+        docs += [
+            (d.id, d.title, d.text, repr(d.fields))
+            for d in records.documents(reader.accept(records))
+        ]
+    return docs, reader.problems
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_blocks_of_any_size_read_the_same(tmp_path: Path, gz: bool) -> None:
+    lines = [
+        GOOD.strip(),
+        "{broken",
+        "",
+        "   ",
+        '{"id": "b", "title": "crlf", "text": "line"}\r',
+        '{"id": "a", "text": "duplicate of line 1"}',
+        '{"id": "c", "text": "caf\\u00e9 \\u2019", "brand": "Acme", "n": [1, 2.5, null]}',
+        '{"id": "d", "text": "bad utf-8 \xff"}',
+        '{"id": "e", "title": "T", "text": "last line, no newline"}',
+    ]
+    data = "\n".join(lines).encode("utf-8", "surrogateescape").replace(b"\xc3\xbf", b"\xff")
+    src = tmp_path / ("docs.jsonl.gz" if gz else "docs.jsonl")
+    if gz:
+        with gzip.open(src, "wb") as fh:
+            fh.write(data)
+    else:
+        src.write_bytes(data)
+    whole = read_in_blocks(src, 1 << 20)
+    assert [d[0] for d in whole[0]] == ["a", "b", "c", "e"]
+    assert whole[0][2][3] == repr({"brand": "Acme", "n": [1, 2.5, None]})
+    assert [p.split(":")[1] for p in whole[1]] == ["2", "6", "8"]
+    reader = open_source(src)
+    iterated = [(d.id, d.title, d.text, repr(d.fields)) for d in reader]
+    assert (iterated, reader.problems) == whole
+    for size in (1, 2, 7, 30, 64, 100):
+        assert read_in_blocks(src, size) == whole, size
+
+
+def test_stop_in_a_later_block(tmp_path: Path) -> None:
+    src = tmp_path / "docs.jsonl"
+    src.write_text(GOOD * 3 + "{broken\n")
+    reader = open_source(src, on_error="stop")
+    plan = reader.blocks(20)
+    assert plan is not None
+    parse, blocks = plan
+    with pytest.raises(SourceError, match=r"docs.jsonl:2: duplicate id 'a'"):
+        for block in blocks:
+            reader.accept(parse(block.read()))

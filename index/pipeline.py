@@ -1,0 +1,176 @@
+"""Documents in, analyzed chunks out: worker processes do the reading, parsing and analysis.
+
+A JSON Lines source travels as blocks of raw lines (`index.sources.Block`): a worker reads its
+block, parses and checks the records and analyzes them, so the main process only numbers lines,
+drops duplicate ids (`SourceReader.accept`), stores the documents and merges postings. Any other
+source (CSV, or any iterable of `Document`) is read here and sent as titles and bodies.
+
+Each worker keeps one `ChunkAnalyzer` for the whole build, so a word is stemmed once per
+process. Results come back in source order whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import json
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from index.analyzer import AnalyzerSettings
+from index.chunk import AnalyzedChunk, ChunkAnalyzer
+from index.sources import Block, RecordParser, Records, SourceReader
+from index.types import Document
+
+__all__ = ["Batch", "analyzed_batches"]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The documents of one chunk as columns, as the document store keeps them."""
+
+    ids: list[str]
+    titles: list[str]
+    texts: list[str]
+    fields: list[str]
+    """The other fields of each document as JSON text."""
+
+    @classmethod
+    def from_records(cls, records: Records, keep: list[int] | None = None) -> Batch:
+        if keep is None:
+            return cls(records.ids, records.titles, records.texts, records.fields)
+        return cls(
+            [records.ids[i] for i in keep],
+            [records.titles[i] for i in keep],
+            [records.texts[i] for i in keep],
+            [records.fields[i] for i in keep],
+        )
+
+    @classmethod
+    def from_documents(cls, docs: list[Document]) -> Batch:
+        return cls(
+            [d.id for d in docs],
+            [d.title for d in docs],
+            [d.text for d in docs],
+            [json.dumps(d.fields) for d in docs],
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+# The analyzer of a worker process, made once by its initializer: the process-pool way of giving
+# tasks a state that lives as long as the process (never set in the main process).
+_worker: ChunkAnalyzer | None = None
+
+
+def _init_worker(settings: AnalyzerSettings, title_weight: float) -> None:
+    global _worker
+    _worker = ChunkAnalyzer(settings, title_weight)
+
+
+def _parse_and_analyze(
+    parse: RecordParser, block: Block, analyzer: ChunkAnalyzer | None = None
+) -> tuple[Records, AnalyzedChunk]:
+    records = parse(block.read())
+    analyzer = analyzer or _worker
+    assert analyzer is not None, "worker not initialized"
+    return records, analyzer.analyze(records.titles, records.texts)
+
+
+def _analyze(
+    titles: list[str], bodies: list[str], analyzer: ChunkAnalyzer | None = None
+) -> AnalyzedChunk:
+    analyzer = analyzer or _worker
+    assert analyzer is not None, "worker not initialized"
+    return analyzer.analyze(titles, bodies)
+
+
+def _chunked(docs: Iterable[Document], size: int) -> Iterator[list[Document]]:
+    batch: list[Document] = []
+    for doc in docs:
+        batch.append(doc)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# A job: what the main process keeps (the documents, when it read them), and what a worker runs.
+_Job = tuple[list[Document] | None, Callable[..., Any], tuple[Any, ...]]
+
+
+def _jobs(
+    docs: Iterable[Document], plan: tuple[RecordParser, Iterator[Block]] | None, chunk_size: int
+) -> Iterator[_Job]:
+    if plan is not None:
+        parse, blocks = plan
+        for block in blocks:
+            yield None, _parse_and_analyze, (parse, block)
+        return
+    for chunk in _chunked(docs, chunk_size):
+        yield chunk, _analyze, ([d.title for d in chunk], [d.text for d in chunk])
+
+
+def _run(
+    jobs: Iterator[_Job], pool: cf.ProcessPoolExecutor | ChunkAnalyzer, workers: int
+) -> Iterator[tuple[list[Document] | None, Any]]:
+    """Results in job order, with at most `workers + 1` jobs in flight (bounded memory); in
+    this process when `pool` is an analyzer."""
+    if isinstance(pool, ChunkAnalyzer):
+        for kept, fn, args in jobs:
+            yield kept, fn(*args, analyzer=pool)
+        return
+    pending: deque[tuple[list[Document] | None, cf.Future[Any]]] = deque()
+    for kept, fn, args in jobs:
+        pending.append((kept, pool.submit(fn, *args)))
+        if len(pending) > workers:
+            kept, fut = pending.popleft()
+            yield kept, fut.result()
+    while pending:
+        kept, fut = pending.popleft()
+        yield kept, fut.result()
+
+
+def analyzed_batches(
+    docs: Iterable[Document],
+    settings: AnalyzerSettings,
+    title_weight: float,
+    *,
+    workers: int = 2,
+    chunk_size: int = 20_000,
+    block_bytes: int = 32 << 20,
+) -> Iterator[tuple[Batch, AnalyzedChunk]]:
+    """The documents with their postings, chunk by chunk, in source order."""
+    reader = docs if isinstance(docs, SourceReader) else None
+    plan = reader.blocks(block_bytes) if reader is not None else None
+    jobs = _jobs(docs, plan, chunk_size)
+    with contextlib.ExitStack() as stack:
+        local: ChunkAnalyzer | None = None
+        pool: cf.ProcessPoolExecutor | ChunkAnalyzer
+        if workers > 1:
+            pool = stack.enter_context(
+                cf.ProcessPoolExecutor(
+                    max_workers=workers, initializer=_init_worker, initargs=(settings, title_weight)
+                )
+            )
+        else:
+            pool = local = ChunkAnalyzer(settings, title_weight)
+        for kept, out in _run(jobs, pool, workers):
+            if kept is not None:
+                yield Batch.from_documents(kept), out
+                continue
+            assert reader is not None
+            records, postings = out
+            keep = reader.accept(records)
+            batch = Batch.from_records(records, keep)
+            if keep is not None:
+                # Rare (duplicate ids): the postings counted documents that are now dropped.
+                # Count again without them, after the words the first count numbered.
+                yield Batch([], [], [], []), postings.words_only()
+                local = local or ChunkAnalyzer(settings, title_weight)
+                postings = local.analyze(batch.titles, batch.texts)
+            yield batch, postings
