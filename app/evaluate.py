@@ -64,7 +64,8 @@ def phase_retrievers(
     snapshot: Snapshot, *, encoder_kind: str = "int8", fusion: FusionSettings | None = None
 ) -> dict[str, Retrieve]:
     """The phases this snapshot can serve, as retrieval functions for `evaluate_snapshot`:
-    `keyword` always; `semantic` (fused) and `dense` (nearest neighbours only) with vectors."""
+    `keyword` always; `semantic` (fused) and `dense` (nearest neighbours only) with vectors;
+    `enhanced` (the semantic top 100 re-ranked by passages) with passages."""
     keyword = KeywordRanker(snapshot)
 
     def run_keyword(query: str, k: int) -> tuple[list[str], list[float]]:
@@ -91,4 +92,19 @@ def phase_retrievers(
 
     phases["semantic"] = run_semantic
     phases["dense"] = run_dense
+    if not snapshot.has_passages:
+        return phases
+    from rankers.enhance import EnhancedRanker
+
+    enhanced = EnhancedRanker(snapshot, keyword)
+
+    def run_enhanced(query: str, k: int) -> tuple[list[str], list[float]]:
+        plan = keyword.plan(query)
+        kw = keyword.run(plan, semantic.fusion.candidates)
+        vector = encoder.encode_query(query)
+        sem = semantic.fuse(plan, kw, vector, semantic.fusion.candidates)
+        res = enhanced.rerank(query, plan, kw, vector, sem, k)
+        return snapshot.external_ids(res.docs), res.scores.tolist()
+
+    phases["enhanced"] = run_enhanced
     return phases
