@@ -94,6 +94,16 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--log-level", default="info",
                     choices=["critical", "error", "warning", "info", "debug"])
 
+    wk = sub.add_parser("worker", help="run a Celery worker (enhanced phase, index work)")
+    wk.add_argument("index", type=Path, nargs="?", help="default: $PROGSEARCH_INDEX")
+    wk.add_argument("--concurrency", type=int, default=1, help="worker processes")
+    wk.add_argument("--queues", default=None, help="default: progsearch.query,progsearch.index")
+    wk.add_argument("--broker-url", default=None,
+                    help="default: $PROGSEARCH_BROKER_URL, else redis://127.0.0.1:6379/0")
+    wk.add_argument("--redis-url", default=None, help="Redis for the answers (and the cache)")
+    wk.add_argument("--log-level", default="info",
+                    choices=["critical", "error", "warning", "info", "debug"])
+
     ve = sub.add_parser("verify", help="check an index's files against its manifest checksums")
     ve.add_argument("index", type=Path)
     return p
@@ -259,8 +269,19 @@ def _serve(args: argparse.Namespace) -> int:
                  log_level=args.log_level)
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from app.worker import run_worker
+
+    if args.concurrency < 1:
+        raise ProgsearchError(f"--concurrency must be at least 1, got {args.concurrency}")
+    return run_worker(args.index, concurrency=args.concurrency, queues=args.queues,
+                      log_level=args.log_level, broker_url=args.broker_url,
+                      redis_url=args.redis_url)
+
+
 COMMANDS = {
     "index": _index, "search": _search, "eval": _eval, "verify": _verify, "serve": _serve,
+    "worker": _worker,
 }
 
 

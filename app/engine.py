@@ -20,6 +20,7 @@ import numpy.typing as npt
 from app.params import SearchParams
 from app.payloads import hits_payload, phase_payload, query_payload
 from index.snapshot import Snapshot, load_snapshot
+from rankers.enhance import EnhancedRanker
 from rankers.keyword import KeywordRanker, QueryPlan
 from rankers.semantic import FusionSettings, SemanticRanker
 from rankers.types import KeywordResult
@@ -55,6 +56,8 @@ class Engine:
         self.encoder_threads = encoder_threads
         self.candidates = candidates
         self.semantic: SemanticRanker | None = None
+        self.enhanced: EnhancedRanker | None = None
+        self.has_passages = bool((snapshot.manifest.get("vectors") or {}).get("passages"))
         self.semantic_state = (
             SemanticState.LOADING if snapshot.has_vectors else SemanticState.UNAVAILABLE
         )
@@ -82,6 +85,10 @@ class Engine:
         thread.start()
         return thread
 
+    def load_encoder(self) -> None:
+        """Load the encoder on this thread (a worker process wants it before its first task)."""
+        self._load_encoder()
+
     def _load_encoder(self) -> None:
         try:
             from rankers.encoder import Encoder, EncoderConfig
@@ -93,6 +100,8 @@ class Engine:
                 self.snapshot, self.keyword, encoder,
                 FusionSettings(candidates=self.candidates),
             )
+            if self.has_passages:
+                self.enhanced = EnhancedRanker(self.snapshot, self.keyword)
             self.encoder_fingerprint = str(encoder.fingerprint)
             self.semantic_state = SemanticState.READY
             log.info("semantic phase ready after %.1f s", time.monotonic() - self.started)
@@ -141,3 +150,21 @@ class Engine:
             "semantic", self.version, params.q, params.k,
             self._hits(res_docs, scores, previous),
         )
+
+    def enhanced_payload(self, params: SearchParams, query_vector: F32) -> dict[str, Any]:
+        """The enhanced phase: the semantic phase's candidates re-ranked by their passages.
+
+        It starts from the query and its vector alone (the keyword and semantic steps it needs
+        cost about a millisecond), so it can run in another process."""
+        semantic, enhanced = self.semantic, self.enhanced
+        assert semantic is not None and enhanced is not None
+        vector = np.asarray(query_vector, dtype=np.float32)
+        hits: list[dict[str, Any]] = []
+        if self.keyword.analyzer.words(params.q):
+            state = self.keyword_state(params, self.candidates)
+            fused = semantic.fuse(state.plan, state.result, vector, self.candidates)
+            res = enhanced.rerank(params.q, state.plan, state.result, vector, fused, params.k)
+            hits = self._hits(res.docs, res.scores, res.previous)
+            for hit, highlight in zip(hits, res.highlights, strict=True):
+                hit["highlight"] = highlight
+        return phase_payload("enhanced", self.version, params.q, params.k, hits)

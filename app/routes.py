@@ -92,6 +92,7 @@ async def readyz(request: Request) -> Response:
     phases: dict[str, Any] = {
         "keyword": "ready",
         "semantic": engine.semantic_state,
+        "enhanced": (engine.semantic_state if engine.has_passages else SemanticState.UNAVAILABLE),
     }
     body: dict[str, Any] = {
         "ready": True,

@@ -20,6 +20,7 @@ import orjson
 
 from app.cache import Cache
 from app.engine import Engine, KeywordState, SemanticState
+from app.jobs import JobError, Jobs
 from app.metrics import Metrics
 from app.params import SearchParams
 from app.settings import Settings
@@ -56,8 +57,10 @@ class PhaseResult:
 
 
 class Searcher:
-    def __init__(self, engine: Engine, cache: Cache, metrics: Metrics, settings: Settings) -> None:
+    def __init__(self, engine: Engine, cache: Cache, metrics: Metrics, settings: Settings,
+                 jobs: Jobs) -> None:
         self.engine = engine
+        self.jobs = jobs
         self.cache = cache
         self.metrics = metrics
         self.settings = settings
@@ -111,12 +114,12 @@ class Searcher:
         return self._done("keyword", payload, False, start), state
 
     # -- semantic -----------------------------------------------------------------------
-    def _check_semantic(self) -> None:
+    def _check_semantic(self, phase: str = "semantic") -> None:
         state = self.engine.semantic_state
         if state == SemanticState.LOADING:
-            raise PhaseError("semantic", "warming_up", "the query encoder is still loading")
+            raise PhaseError(phase, "warming_up", "the query encoder is still loading")
         if state != SemanticState.READY:
-            raise PhaseError("semantic", "unavailable", self.engine.semantic_error)
+            raise PhaseError(phase, "unavailable", self.engine.semantic_error)
 
     async def _vector(self, params: SearchParams) -> np.ndarray[Any, np.dtype[np.float32]]:
         text = params.normalized.split("\x00", 1)[0]
@@ -164,6 +167,36 @@ class Searcher:
                              "the semantic phase passed its deadline") from None
         self._store(key, payload)
         return self._done("semantic", payload, False, start)
+
+    # -- enhanced -----------------------------------------------------------------------
+    async def enhanced(self, params: SearchParams, cached: dict[str, Any] | None = None
+                       ) -> PhaseResult:
+        start = time.perf_counter()
+        if cached is not None:
+            return self._done("enhanced", cached, True, start)
+        if not self.engine.has_passages:
+            raise PhaseError("enhanced", "unavailable",
+                             "this index has no passages; rebuild it without --no-passages")
+        self._check_semantic("enhanced")
+        key = self.key("enhanced", params)
+        deadline = self.settings.enhanced_timeout
+
+        async def work() -> dict[str, Any]:
+            vector = await self._vector(params)
+            request = {"q": params.q, "k": params.k, "prefix": params.prefix,
+                       "vector": vector.tolist(), "version": self.engine.version}
+            return await self.jobs.enhance(request, deadline)
+
+        try:
+            with anyio.fail_after(deadline):
+                payload, _ = await self._flights.run(key, work)
+        except TimeoutError:
+            raise PhaseError("enhanced", "timeout",
+                             "the enhanced phase passed its deadline") from None
+        except JobError as exc:
+            raise PhaseError("enhanced", exc.code, exc.message) from None
+        self._store(key, payload)
+        return self._done("enhanced", payload, False, start)
 
     def _done(self, phase: str, payload: dict[str, Any], cached: bool,
               start: float) -> PhaseResult:

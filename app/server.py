@@ -19,6 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 from app.cache import make_cache
 from app.engine import Engine
 from app.errors import exception_handlers
+from app.jobs import CeleryJobs, EmbeddedJobs, Jobs
 from app.metrics import Metrics
 from app.routes import routes
 from app.search import Searcher
@@ -48,14 +49,17 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
             settings.redis_url, size=settings.cache_size, ttl=settings.cache_ttl,
             timeout=settings.redis_timeout, backoff=settings.redis_backoff, metrics=metrics,
         )
-        searcher = Searcher(loaded, cache, metrics, settings)
-        log.info("serving %s (%d documents, version %s, cache %s)", loaded.snapshot.folder,
-                 loaded.n_docs, loaded.version, cache.backend)
+        jobs = make_jobs(settings, loaded)
+        await jobs.start()
+        searcher = Searcher(loaded, cache, metrics, settings, jobs)
+        log.info("serving %s (%d documents, version %s, cache %s, jobs %s)",
+                 loaded.snapshot.folder, loaded.n_docs, loaded.version, cache.backend, jobs.mode)
         try:
             yield {"engine": loaded, "searcher": searcher, "metrics": metrics,
                    "settings": settings}
         finally:
             await searcher.close()
+            await jobs.close()
             await cache.close()
 
     middleware = []
@@ -66,6 +70,17 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
         ))
     return Starlette(routes=routes, middleware=middleware,
                      exception_handlers=exception_handlers, lifespan=lifespan)
+
+
+def make_jobs(settings: Settings, engine: Engine) -> Jobs:
+    if not settings.broker_url:
+        return EmbeddedJobs(engine, settings.embedded_threads)
+    if settings.reply_url is None:
+        raise SettingsError(
+            "PROGSEARCH_BROKER_URL is not Redis: set PROGSEARCH_REDIS_URL too, for the answers"
+        )
+    return CeleryJobs(settings.broker_url, settings.reply_url,
+                      publish_timeout=settings.publish_timeout)
 
 
 def create_app_from_env() -> Starlette:

@@ -30,6 +30,11 @@ class Settings:
     """Snapshot root to serve (`PROGSEARCH_INDEX`)."""
     redis_url: str | None = None
     """Prediction cache in Redis; the in-process LRU when unset."""
+    broker_url: str | None = None
+    """Celery broker for the enhanced phase and index work; the embedded pool when unset."""
+    publish_timeout: float = 1.0
+    """Longest wait to hand a task to the broker, seconds."""
+    embedded_threads: int = 2
     cors_origins: tuple[str, ...] = ()
     max_query_chars: int = 1024
     max_k: int = 100
@@ -67,12 +72,21 @@ class Settings:
             ("cache_size", self.cache_size >= 1),
         ]
         for name in ("keyword_timeout", "semantic_timeout", "enhanced_timeout", "cache_ttl",
-                     "redis_timeout", "send_timeout", "ping_seconds"):
+                     "redis_timeout", "send_timeout", "ping_seconds", "publish_timeout"):
             checks.append((name, getattr(self, name) > 0))
         for name, ok in checks:
             if not ok:
                 value = getattr(self, name)
                 raise SettingsError(f"{PREFIX}{name.upper()}={value!r} is not allowed")
+
+    @property
+    def reply_url(self) -> str | None:
+        """Redis that carries workers' answers back: the cache's, else a Redis broker."""
+        if self.redis_url:
+            return self.redis_url
+        if self.broker_url and self.broker_url.startswith(("redis://", "rediss://")):
+            return self.broker_url
+        return None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -93,13 +107,15 @@ def _origins(raw: str) -> tuple[str, ...]:
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "index": Path,
     "redis_url": str,
+    "broker_url": str,
     "cors_origins": _origins,
     "encoder": str,
     **{n: int for n in ("max_query_chars", "max_k", "default_k", "encoder_threads",
-                        "candidates", "cache_size", "retry_ms", "cache_max_age")},
+                        "candidates", "cache_size", "retry_ms", "cache_max_age",
+                        "embedded_threads")},
     **{n: float for n in ("keyword_timeout", "semantic_timeout", "enhanced_timeout",
                           "cache_ttl", "redis_timeout", "redis_backoff", "send_timeout",
-                          "ping_seconds", "shutdown_grace")},
+                          "ping_seconds", "shutdown_grace", "publish_timeout")},
 }
 
 

@@ -1,4 +1,4 @@
-"""The SSE stream of one search: `keyword`, `semantic`, then `done` (protocol version 1).
+"""The SSE stream of one search: `keyword`, `semantic`, `enhanced`, then `done` (protocol 1).
 
 Event ids are `{index version}.{sequence}`, the sequence fixed per phase (keyword 1,
 semantic 2, enhanced 3, done 4). An `error` event takes the id of the phase it replaces, so a
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 PROTOCOL = 1
 SEQUENCE = {"keyword": 1, "semantic": 2, "enhanced": 3, "done": 4}
-PHASES = ("keyword", "semantic")
+PHASES = ("keyword", "semantic", "enhanced")
 
 
 def resume_after(last_event_id: str | None, version: str) -> int:
@@ -64,8 +64,10 @@ async def phase_events(searcher: Searcher, params: SearchParams, seen: int,
             result: PhaseResult
             if phase == "keyword":
                 result, state = await searcher.keyword(params, cached.get("keyword"))
-            else:
+            elif phase == "semantic":
                 result = await searcher.semantic(params, state, cached.get("semantic"))
+            else:
+                result = await searcher.enhanced(params, cached.get("enhanced"))
         except PhaseError as exc:
             failure = exc
         except Exception as exc:  # one phase failing must not end the stream

@@ -61,9 +61,9 @@ def test_search_reports_typo_corrections(client: TestClient) -> None:
 def test_stream_sends_phases_in_order_with_ids_and_retry(client: TestClient) -> None:
     status, events = read_stream(client, "/search/stream?q=shoes+for+running&k=5")
     assert status == 200
-    assert [e.event for e in events] == ["keyword", "semantic", "done"]
+    assert [e.event for e in events] == ["keyword", "semantic", "enhanced", "done"]
     version = events[0].data["index_version"]
-    assert [e.id for e in events] == [f"{version}.1", f"{version}.2", f"{version}.4"]
+    assert [e.id for e in events] == [f"{version}.{n}" for n in (1, 2, 3, 4)]
     assert events[0].retry is not None
     semantic = events[1].data
     assert len(semantic["hits"]) == 5
@@ -72,8 +72,11 @@ def test_stream_sends_phases_in_order_with_ids_and_retry(client: TestClient) -> 
     for hit in semantic["hits"]:
         if hit["previous_rank"] is not None:
             assert keyword_ids[hit["previous_rank"] - 1] == hit["id"]
-    done = events[2].data
-    assert set(done["phases"]) == {"keyword", "semantic"}
+    enhanced = events[2].data
+    assert len(enhanced["hits"]) == 5
+    assert all("highlight" in h for h in enhanced["hits"])
+    done = events[3].data
+    assert set(done["phases"]) == {"keyword", "semantic", "enhanced"}
     assert done["errors"] == []
     assert done["protocol"] == 1
 
@@ -81,11 +84,15 @@ def test_stream_sends_phases_in_order_with_ids_and_retry(client: TestClient) -> 
 def test_repeat_stream_comes_from_the_cache(client: TestClient) -> None:
     url = "/search/stream?q=espresso+grinder&k=4"
     _, first = read_stream(client, url)
-    _, second = read_stream(client, url)
+    for _ in range(50):  # the cache is written in the background, after the events are sent
+        _, second = read_stream(client, url)
+        if second[-1].data["cached"]:
+            break
+        time.sleep(0.1)
     assert first[-1].data["cached"] is False
     assert second[-1].data["cached"] is True
-    assert all(e.data["cached"] for e in second[:2])
-    assert [e.data["hits"] for e in first[:2]] == [e.data["hits"] for e in second[:2]]
+    assert all(e.data["cached"] for e in second[:3])
+    assert [e.data["hits"] for e in first[:3]] == [e.data["hits"] for e in second[:3]]
     metrics = client.get("/metrics").text
     assert 'progsearch_cache_requests_total{kind="keyword",result="hit"}' in metrics
 
@@ -95,19 +102,19 @@ def test_last_event_id_resumes_after_the_phases_seen(client: TestClient) -> None
     keyword_id = events[0].id
     _, rest = read_stream(client, "/search/stream?q=tent&k=3",
                           headers={"Last-Event-ID": keyword_id})
-    assert [e.event for e in rest] == ["semantic", "done"]
+    assert [e.event for e in rest] == ["semantic", "enhanced", "done"]
     status, none = read_stream(client, "/search/stream?q=tent&k=3",
                                headers={"Last-Event-ID": events[-1].id})
     assert (status, none) == (204, [])
     _, stale = read_stream(client, "/search/stream?q=tent&k=3",
                            headers={"Last-Event-ID": "some-old-version.2"})
-    assert [e.event for e in stale] == ["keyword", "semantic", "done"]
+    assert [e.event for e in stale] == ["keyword", "semantic", "enhanced", "done"]
 
 
 def test_wordless_query_gets_empty_phases_not_an_error(client: TestClient) -> None:
     _, events = read_stream(client, "/search/stream?q=%21%3F%2B")
-    assert [e.event for e in events] == ["keyword", "semantic", "done"]
-    assert events[0].data["hits"] == [] and events[1].data["hits"] == []
+    assert [e.event for e in events] == ["keyword", "semantic", "enhanced", "done"]
+    assert all(e.data["hits"] == [] for e in events[:3])
 
 
 @pytest.mark.parametrize(
@@ -142,7 +149,7 @@ def test_post_is_not_allowed(client: TestClient) -> None:
 def test_health_ready_and_metrics(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
-    assert ready["phases"] == {"keyword": "ready", "semantic": "ready"}
+    assert ready["phases"] == {"keyword": "ready", "semantic": "ready", "enhanced": "ready"}
     assert ready["documents"] == 20
     text = client.get("/metrics").text
     for name in ("progsearch_phase_seconds_bucket", "progsearch_open_streams",
@@ -165,16 +172,19 @@ def test_semantic_phase_warms_up_while_keyword_answers(sample_root: Path) -> Non
     with TestClient(create_app(Settings(), engine=engine)) as c:
         assert c.get("/readyz").json()["phases"]["semantic"] == "loading"
         _, events = read_stream(c, "/search/stream?q=coffee")
-        assert [e.event for e in events] == ["keyword", "error", "done"]
+        assert [e.event for e in events] == ["keyword", "error", "error", "done"]
         assert events[1].data == {"phase": "semantic", "code": "warming_up",
                                   "message": "the query encoder is still loading"}
+        assert events[2].data["phase"] == "enhanced"
+        assert events[2].data["code"] == "warming_up"
+        assert [e.id.rsplit(".", 1)[1] for e in events] == ["1", "2", "3", "4"]
         assert events[0].data["hits"]
-        assert events[2].data["errors"] == ["semantic"]
+        assert events[3].data["errors"] == ["semantic", "enhanced"]
         SlowEncoderEngine.release.set()
         wait_ready(c)
         # The warm-up error was not cached: the same query now gets its semantic phase.
         _, events = read_stream(c, "/search/stream?q=coffee")
-        assert [e.event for e in events] == ["keyword", "semantic", "done"]
+        assert [e.event for e in events] == ["keyword", "semantic", "enhanced", "done"]
 
 
 def test_index_without_vectors_reports_semantic_unavailable(snapshot_root: Path) -> None:
@@ -182,5 +192,5 @@ def test_index_without_vectors_reports_semantic_unavailable(snapshot_root: Path)
         ready = c.get("/readyz").json()
         assert ready["phases"]["semantic"] == "unavailable"
         _, events = read_stream(c, "/search/stream?q=protein+kinase")
-        assert [e.event for e in events] == ["keyword", "error", "done"]
-        assert events[1].data["code"] == "unavailable"
+        assert [e.event for e in events] == ["keyword", "error", "error", "done"]
+        assert events[1].data["code"] == events[2].data["code"] == "unavailable"

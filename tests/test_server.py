@@ -54,13 +54,14 @@ def raw_request(port: int, request: bytes) -> tuple[int, bytes]:
 def test_stream_over_http(server: ServerProcess, http: httpx.Client) -> None:
     status, events = read_stream(http, f"{server.url}/search/stream?q=rain+jacket+for+hiking&k=5")
     assert status == 200
-    assert [e.event for e in events] == ["keyword", "semantic", "done"]
+    assert [e.event for e in events] == ["keyword", "semantic", "enhanced", "done"]
     assert events[0].data["hits"] and len(events[1].data["hits"]) == 5
+    assert len(events[2].data["hits"]) == 5
     version = events[0].data["index_version"]
-    assert [e.id for e in events] == [f"{version}.1", f"{version}.2", f"{version}.4"]
+    assert [e.id for e in events] == [f"{version}.{n}" for n in (1, 2, 3, 4)]
     _, rest = read_stream(http, f"{server.url}/search/stream?q=rain+jacket+for+hiking&k=5",
                           headers={"Last-Event-ID": events[0].id})
-    assert [e.event for e in rest] == ["semantic", "done"]
+    assert [e.event for e in rest] == ["semantic", "enhanced", "done"]
 
 
 def test_redis_cache_hit_after_miss_is_shared_by_processes(
@@ -69,7 +70,12 @@ def test_redis_cache_hit_after_miss_is_shared_by_processes(
     url = f"/search/stream?q=warm+winter+coat+{time.time_ns()}&k=3"
     _, first = read_stream(http, server.url + url)
     assert first[-1].data["cached"] is False
-    _, second = read_stream(http, server.url + url)
+    # The cache is written in the background, after the events are sent: allow it a moment.
+    for _ in range(50):
+        _, second = read_stream(http, server.url + url)
+        if second[-1].data["cached"]:
+            break
+        time.sleep(0.1)
     assert second[-1].data["cached"] is True
     # Another server process on the same Redis finds the entries the first one wrote.
     with running_server(sample_root, tmp_path / "other.log", "--redis-url", SHARED_REDIS) as other:
@@ -123,19 +129,19 @@ def test_search_works_while_redis_is_paused_then_stopped(
     ) as s:
         s.wait_ready(http)
         _, events = read_stream(http, f"{s.url}/search/stream?q=tea+kettle")
-        assert [e.event for e in events] == ["keyword", "semantic", "done"]
+        assert [e.event for e in events] == ["keyword", "semantic", "enhanced", "done"]
         redis.pause()
         try:
             _, paused = read_stream(http, f"{s.url}/search/stream?q=camping+stove")
             r = http.get(f"{s.url}/search", params={"q": "yoga mat"})
         finally:
             redis.resume()
-        assert [e.event for e in paused] == ["keyword", "semantic", "done"]
+        assert [e.event for e in paused] == ["keyword", "semantic", "enhanced", "done"]
         assert paused[1].data["hits"]
         assert r.status_code == 200 and r.json()["hits"]
         redis.stop()
         _, stopped = read_stream(http, f"{s.url}/search/stream?q=desk+lamp")
-        assert [e.event for e in stopped] == ["keyword", "semantic", "done"]
+        assert [e.event for e in stopped] == ["keyword", "semantic", "enhanced", "done"]
         assert metric(http, s, "progsearch_cache_failures_total") >= 1
         assert "Traceback" not in s.output()
 

@@ -1,0 +1,94 @@
+"""Task bodies, shared by Celery workers and the server's embedded pool.
+
+A task body is a plain function of a loaded `Engine` and JSON-able arguments; `register`
+binds the bodies to a Celery app for worker processes. A worker loads its engine once per
+process and reloads it when the index publishes a new version.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import redis
+from celery import Celery
+from celery.signals import worker_process_init
+
+from app.engine import Engine, SemanticState
+from app.params import SearchParams
+from index.snapshot import resolve_version
+
+__all__ = ["WorkerContext", "enhance_body", "register", "reply_message"]
+
+log = logging.getLogger(__name__)
+
+
+def enhance_body(engine: Engine, request: dict[str, Any]) -> dict[str, Any]:
+    """The enhanced phase's payload for one request (`q`, `k`, `prefix`, `vector`)."""
+    if engine.semantic_state != SemanticState.READY or engine.enhanced is None:
+        raise LookupError(f"enhanced phase unavailable: {engine.semantic_error or 'no passages'}")
+    params = SearchParams(str(request["q"]), int(request["k"]), bool(request["prefix"]))
+    vector = np.asarray(request["vector"], dtype=np.float32)
+    return engine.enhanced_payload(params, vector)
+
+
+def reply_message(request_id: str, payload: dict[str, Any] | None, error: str = "") -> bytes:
+    return orjson.dumps({"id": request_id, "payload": payload, "error": error})
+
+
+@dataclass
+class WorkerContext:
+    """What one worker process has loaded: the engine of the index it serves."""
+
+    index: Path
+    reply_url: str | None
+    _engine: Engine | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _redis: redis.Redis | None = None
+
+    def engine(self, version: str | None = None) -> Engine:
+        with self._lock:
+            current = self._engine
+            if current is None or (version and current.version != version
+                                   and resolve_version(self.index).name != current.version):
+                current = Engine.open(self.index)
+                current.load_encoder()
+                self._engine = current
+                log.info("worker loaded index version %s", current.version)
+            return current
+
+    def reply(self, channel: str, message: bytes) -> None:
+        if self.reply_url is None:
+            raise RuntimeError("no Redis to reply to: set PROGSEARCH_REDIS_URL")
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(self.reply_url, socket_timeout=1.0,
+                                               socket_connect_timeout=1.0)
+        self._redis.publish(channel, message)
+
+
+def register(app: Celery, context: WorkerContext) -> None:
+    @worker_process_init.connect(weak=False)
+    def _warm(**_: Any) -> None:  # pragma: no cover - runs in worker children
+        try:
+            context.engine()
+        except Exception:
+            log.exception("worker could not load the index; tasks will retry loading it")
+
+    @app.task(name="progsearch.enhance", soft_time_limit=5, time_limit=10,
+              ignore_result=True, acks_late=False)
+    def enhance(request: dict[str, Any]) -> None:
+        # Not acks_late: a query's answer is worth nothing after its deadline, so a task lost
+        # with its worker is not run again. Messages also expire at that deadline.
+        request_id, channel = str(request["id"]), str(request["reply_to"])
+        try:
+            payload = enhance_body(context.engine(request.get("version")), request)
+        except Exception as exc:
+            log.exception("enhance failed")
+            context.reply(channel, reply_message(request_id, None, f"{type(exc).__name__}: {exc}"))
+            return
+        context.reply(channel, reply_message(request_id, payload))
