@@ -94,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--log-level", default="info",
                     choices=["critical", "error", "warning", "info", "debug"])
 
+    qu = sub.add_parser("query", help="stream a search from a running server, phase by phase")
+    qu.add_argument("url", help="the server, e.g. http://127.0.0.1:8000")
+    qu.add_argument("query")
+    qu.add_argument("-k", type=int, default=10)
+    qu.add_argument("--json", action="store_true", help="one JSON object per event")
+
     wk = sub.add_parser("worker", help="run a Celery worker (enhanced phase, index work)")
     wk.add_argument("index", type=Path, nargs="?", help="default: $PROGSEARCH_INDEX")
     wk.add_argument("--concurrency", type=int, default=1, help="worker processes")
@@ -269,6 +275,17 @@ def _serve(args: argparse.Namespace) -> int:
                  log_level=args.log_level)
 
 
+def _query(args: argparse.Namespace) -> int:
+    import httpx
+
+    from app.query import query
+
+    try:
+        return query(args.url, args.query, k=args.k, as_json=args.json)
+    except httpx.HTTPError as exc:
+        raise ProgsearchError(f"cannot reach {args.url}: {exc}") from exc
+
+
 def _worker(args: argparse.Namespace) -> int:
     from app.worker import run_worker
 
@@ -281,7 +298,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "index": _index, "search": _search, "eval": _eval, "verify": _verify, "serve": _serve,
-    "worker": _worker,
+    "worker": _worker, "query": _query,
 }
 
 

@@ -166,3 +166,23 @@ def test_two_workers_and_sigterm_with_open_streams(
             sock.close()
     assert code == 0, s.output()
     assert took < 20, f"SIGTERM took {took:.1f} s with a 3 s graceful timeout"
+
+
+def test_query_command_prints_each_phase(server: ServerProcess) -> None:
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-m", "app.cli", "query", server.url, "waterprof jaket", "-k", "3"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    phases = [line.split(":")[0].split(" in ")[0] for line in lines if line.startswith("== ")]
+    assert phases == ["== keyword", "== semantic", "== enhanced", "== done"]
+    assert "showing results for: waterproof jacket" in run.stdout
+    refused = subprocess.run(
+        [sys.executable, "-m", "app.cli", "query", server.url, "", "-k", "3"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert refused.returncode == 1 and "empty_query" in refused.stdout
