@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -32,6 +32,14 @@ class Cache(Protocol):
 
     async def set(self, key: str, value: bytes) -> None: ...
 
+    async def count(self, key: str, member: str) -> None:
+        """Add one to `member`'s count in the counter `key` (the query log)."""
+        ...
+
+    async def top(self, key: str, n: int) -> list[str]:
+        """The `n` members of the counter `key` with the highest counts."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -44,6 +52,7 @@ class MemoryCache:
         self.size = size
         self.ttl = ttl
         self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._counters: dict[str, Counter[str]] = {}
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         now = time.monotonic()
@@ -64,6 +73,16 @@ class MemoryCache:
         self._items.move_to_end(key)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
+
+    async def count(self, key: str, member: str) -> None:
+        counter = self._counters.setdefault(key, Counter())
+        counter[member] += 1
+        if len(counter) > 4 * self.size:  # keep the log bounded: drop the rarest half
+            for name, _ in counter.most_common()[len(counter) // 2:]:
+                del counter[name]
+
+    async def top(self, key: str, n: int) -> list[str]:
+        return [m for m, _ in self._counters.get(key, Counter()).most_common(n)]
 
     async def close(self) -> None:
         self._items.clear()
@@ -115,6 +134,31 @@ class RedisCache:
             await asyncio.wait_for(self._client.set(key, value, px=self.ttl_ms), self.timeout * 2)
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed("set", exc)
+
+    async def count(self, key: str, member: str) -> None:
+        if not self._usable():
+            return
+        try:
+            await asyncio.wait_for(self._client.zincrby(key, 1, member), self.timeout * 2)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed("count", exc)
+
+    async def claim(self, key: str) -> bool:
+        """Set `key` if absent (for a day): true for exactly one caller across processes."""
+        try:
+            done = await asyncio.wait_for(self._client.set(key, b"1", nx=True, ex=86_400), 5.0)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed("claim", exc)
+            return False
+        return bool(done)
+
+    async def top(self, key: str, n: int) -> list[str]:
+        try:
+            members = await asyncio.wait_for(self._client.zrevrange(key, 0, n - 1), 5.0)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed("top", exc)
+            return []
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
 
     async def close(self) -> None:
         try:

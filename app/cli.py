@@ -100,6 +100,12 @@ def _parser() -> argparse.ArgumentParser:
     qu.add_argument("-k", type=int, default=10)
     qu.add_argument("--json", action="store_true", help="one JSON object per event")
 
+    pc = sub.add_parser("precompute",
+                        help="run the most frequent logged queries into the Redis cache")
+    pc.add_argument("index", type=Path, nargs="?", help="default: $PROGSEARCH_INDEX")
+    pc.add_argument("--top", type=int, default=100)
+    pc.add_argument("--redis-url", default=None, help="default: $PROGSEARCH_REDIS_URL")
+
     wk = sub.add_parser("worker", help="run a Celery worker (enhanced phase, index work)")
     wk.add_argument("index", type=Path, nargs="?", help="default: $PROGSEARCH_INDEX")
     wk.add_argument("--concurrency", type=int, default=1, help="worker processes")
@@ -286,6 +292,21 @@ def _query(args: argparse.Namespace) -> int:
         raise ProgsearchError(f"cannot reach {args.url}: {exc}") from exc
 
 
+def _precompute(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    from app.precompute_cli import run_precompute
+
+    redis_url = args.redis_url or os.environ.get("PROGSEARCH_REDIS_URL")
+    index = args.index or os.environ.get("PROGSEARCH_INDEX")
+    if not redis_url or not index:
+        raise ProgsearchError("precompute needs an index and a Redis (--redis-url)")
+    done = asyncio.run(run_precompute(Path(index), redis_url, args.top))
+    print(f"precomputed {done} queries")
+    return 0
+
+
 def _worker(args: argparse.Namespace) -> int:
     from app.worker import run_worker
 
@@ -298,7 +319,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "index": _index, "search": _search, "eval": _eval, "verify": _verify, "serve": _serve,
-    "worker": _worker, "query": _query,
+    "worker": _worker, "query": _query, "precompute": _precompute,
 }
 
 

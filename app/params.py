@@ -38,6 +38,16 @@ class SearchParams:
         return f"{text}\x00{int(self.prefix)}"
 
     @property
+    def log_member(self) -> str:
+        """How the query log records this search: enough to run it again."""
+        return f"{self.k}\x00{int(self.prefix)}\x00{self.q}"
+
+    @classmethod
+    def from_log_member(cls, member: str) -> SearchParams:
+        k, prefix, q = member.split("\x00", 2)
+        return cls(q, int(k), prefix == "1")
+
+    @property
     def digest(self) -> str:
         return hashlib.blake2b(self.normalized.encode(), digest_size=16).hexdigest()
 

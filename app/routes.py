@@ -45,6 +45,7 @@ async def search(request: Request) -> Response:
     engine, searcher, metrics, settings = _state(request)
     metrics.requests.labels("search").inc()
     params = parse_search(request.scope["query_string"], settings)
+    searcher.log_query(params)
     etag = f'W/"{engine.version}"'
     headers = {"ETag": etag, "Cache-Control": f"public, max-age={settings.cache_max_age}"}
     if _etag_matches(request.headers.get("if-none-match"), etag):
@@ -65,6 +66,8 @@ async def search_stream(request: Request) -> Response:
     seen = resume_after(request.headers.get("last-event-id"), engine.version)
     if seen >= SEQUENCE["done"]:
         return Response(status_code=204)
+    if seen == 0:
+        searcher.log_query(params)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         metrics.open_streams.inc()

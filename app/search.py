@@ -26,13 +26,14 @@ from app.params import SearchParams
 from app.settings import Settings
 from app.singleflight import SingleFlight
 
-__all__ = ["PhaseError", "PhaseResult", "Searcher"]
+__all__ = ["QUERY_LOG", "PhaseError", "PhaseResult", "Searcher"]
 
 log = logging.getLogger(__name__)
 
 # The keyword phase runs on the event loop when the corpus is small enough to score in well
 # under a millisecond; a thread hop would cost more than it saves. Larger corpora use threads.
 INLINE_DOCS = 200_000
+QUERY_LOG = "ps1:querylog"
 
 
 class PhaseError(Exception):
@@ -74,6 +75,12 @@ class Searcher:
     def _store(self, key: str, payload: dict[str, Any]) -> None:
         """Write to the cache in the background: the client does not wait for it."""
         task = asyncio.ensure_future(self.cache.set(key, orjson.dumps(payload)))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    def log_query(self, params: SearchParams) -> None:
+        """Count the query in the query log (in the background), for precomputation."""
+        task = asyncio.ensure_future(self.cache.count(QUERY_LOG, params.log_member))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
@@ -203,6 +210,11 @@ class Searcher:
         took = time.perf_counter() - start
         self.metrics.phase_seconds.labels(phase, "cache" if cached else "computed").observe(took)
         return PhaseResult(payload, cached, took * 1000)
+
+    async def flush(self) -> None:
+        """Wait for the cache writes started so far."""
+        if self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
 
     async def close(self) -> None:
         await self._flights.drain()

@@ -7,6 +7,7 @@ which Starlette copies into every request. Nothing lives in module globals.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,10 +18,11 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from app.cache import make_cache
-from app.engine import Engine
+from app.engine import Engine, SemanticState
 from app.errors import exception_handlers
 from app.jobs import CeleryJobs, EmbeddedJobs, Jobs
 from app.metrics import Metrics
+from app.precompute import claim_version, precompute
 from app.routes import routes
 from app.search import Searcher
 from app.settings import Settings, SettingsError
@@ -52,12 +54,15 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
         jobs = make_jobs(settings, loaded)
         await jobs.start()
         searcher = Searcher(loaded, cache, metrics, settings, jobs)
+        warmer = asyncio.ensure_future(_precompute_when_ready(searcher, settings))
         log.info("serving %s (%d documents, version %s, cache %s, jobs %s)",
                  loaded.snapshot.folder, loaded.n_docs, loaded.version, cache.backend, jobs.mode)
         try:
             yield {"engine": loaded, "searcher": searcher, "metrics": metrics,
                    "settings": settings}
         finally:
+            warmer.cancel()
+            await asyncio.gather(warmer, return_exceptions=True)
             await searcher.close()
             await jobs.close()
             await cache.close()
@@ -70,6 +75,20 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
         ))
     return Starlette(routes=routes, middleware=middleware,
                      exception_handlers=exception_handlers, lifespan=lifespan)
+
+
+async def _precompute_when_ready(searcher: Searcher, settings: Settings) -> None:
+    """After an index change, one server (the first to claim the version) fills the shared
+    cache with the most frequent queries' phases."""
+    if searcher.cache.backend != "redis" or settings.precompute_top <= 0:
+        return
+    while searcher.engine.semantic_state == SemanticState.LOADING:
+        await asyncio.sleep(0.2)
+    try:
+        if await claim_version(searcher):
+            await precompute(searcher, settings.precompute_top)
+    except Exception:  # warming the cache is an optimisation: log it, never crash the server
+        log.exception("precomputing popular queries failed")
 
 
 def make_jobs(settings: Settings, engine: Engine) -> Jobs:

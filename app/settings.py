@@ -35,6 +35,8 @@ class Settings:
     publish_timeout: float = 1.0
     """Longest wait to hand a task to the broker, seconds."""
     embedded_threads: int = 2
+    precompute_top: int = 100
+    """Most frequent logged queries precomputed into the cache after each index change."""
     cors_origins: tuple[str, ...] = ()
     max_query_chars: int = 1024
     max_k: int = 100
@@ -112,7 +114,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "encoder": str,
     **{n: int for n in ("max_query_chars", "max_k", "default_k", "encoder_threads",
                         "candidates", "cache_size", "retry_ms", "cache_max_age",
-                        "embedded_threads")},
+                        "embedded_threads", "precompute_top")},
     **{n: float for n in ("keyword_timeout", "semantic_timeout", "enhanced_timeout",
                           "cache_ttl", "redis_timeout", "redis_backoff", "send_timeout",
                           "ping_seconds", "shutdown_grace", "publish_timeout")},

@@ -1,0 +1,81 @@
+"""Precomputed popular queries: the query log, precompute into the cache, the version claim."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+from app.cache import MemoryCache, RedisCache
+from app.engine import Engine
+from app.jobs import EmbeddedJobs
+from app.metrics import Metrics
+from app.params import SearchParams
+from app.precompute import claim_version, precompute
+from app.search import QUERY_LOG, Searcher
+from app.settings import Settings
+from index.snapshot import resolve_version
+from tests.redis_server import private_redis
+
+pytestmark = [pytest.mark.anyio, pytest.mark.model]
+
+PHASES = ["keyword", "semantic", "enhanced"]
+
+
+@pytest.fixture(scope="module")
+def engine(sample_root: Path) -> Engine:
+    e = Engine.open(sample_root)
+    e.load_encoder()
+    return e
+
+
+async def test_precompute_fills_every_phase_of_the_most_frequent_queries(engine: Engine) -> None:
+    cache = MemoryCache(size=1000, ttl=600)
+    jobs = EmbeddedJobs(engine)
+    searcher = Searcher(engine, cache, Metrics(), Settings(), jobs)
+    counts = {"hiking boots": 5, "espresso": 3, "desk lamp": 1}
+    for q, n in counts.items():
+        for _ in range(n):
+            searcher.log_query(SearchParams(q, 10, False))
+    await searcher.flush()
+    assert await cache.top(QUERY_LOG, 2) == [
+        SearchParams("hiking boots", 10, False).log_member,
+        SearchParams("espresso", 10, False).log_member,
+    ]
+    assert await precompute(searcher, top=2) == 2
+    for q, cached in [("hiking boots", True), ("espresso", True), ("desk lamp", False)]:
+        found = await searcher.lookup(PHASES, SearchParams(q, 10, False))
+        assert (set(found) == set(PHASES)) is cached, q
+    await jobs.close()
+
+
+async def test_only_one_process_claims_a_version(engine: Engine) -> None:
+    with private_redis() as server:
+        caches = [RedisCache(server.url, 60, 1.0, 0.0, Metrics()) for _ in range(3)]
+        searchers = [Searcher(engine, c, Metrics(), Settings(), EmbeddedJobs(engine))
+                     for c in caches]
+        claims = [await claim_version(s) for s in searchers]
+        assert claims == [True, False, False]
+        for s in searchers:
+            await s.jobs.close()
+            await s.cache.close()
+
+
+def test_precompute_command_fills_redis(sample_root: Path) -> None:
+    version = resolve_version(sample_root).name
+    with private_redis() as server:
+        client = redis.Redis.from_url(server.url)
+        client.zincrby(QUERY_LOG, 4, SearchParams("tea kettle", 10, False).log_member)
+        client.zincrby(QUERY_LOG, 2, SearchParams("yoga", 5, True).log_member)
+        run = subprocess.run(
+            [sys.executable, "-m", "app.cli", "precompute", str(sample_root), "--top", "5",
+             "--redis-url", server.url],
+            capture_output=True, text=True, timeout=300,
+        )
+        assert run.returncode == 0, run.stderr
+        assert "precomputed 2 queries" in run.stdout
+        keys = sorted(k.decode().rsplit(":", 1)[0] for k in client.keys(f"ps1:{version}:*"))
+        assert keys == sorted(f"ps1:{version}:{p}:{k}" for p in PHASES for k in (5, 10))
