@@ -73,11 +73,10 @@ i32_push(I32Vec *v, int32_t x)
 
 /* ---- the Counter object ---------------------------------------------------------------- */
 
-#define HEAD 24
-
 /* One distinct word (normalized, before filtering), stored in the hash table itself: a lookup
-   touches one 64-byte bucket, which also holds the word's counters. A kept word is exactly one
-   surface. Stamps are document and chunk serials, so counters never need clearing. */
+   touches one 32-byte bucket, which also holds the counters of the word's surface (a kept word
+   is exactly one surface), and the word's bytes in the arena, which stays small. Stamps are
+   document and chunk serials, so counters never need clearing. */
 typedef struct {
     uint32_t hash;
     int32_t len;        /* 0: empty bucket */
@@ -86,14 +85,12 @@ typedef struct {
     int32_t surf_doc;   /* stamp of the last document counted in the surface's df */
     int32_t surf_chunk; /* stamp of the chunk that gave surf_local */
     int32_t surf_local; /* chunk-local surface number */
-    int64_t off;        /* the word's bytes in the arena */
-    unsigned char head[HEAD]; /* the first bytes, compared before the arena */
+    uint32_t off;       /* the word's bytes in the arena */
 } Bucket;
 
 typedef struct {
     int32_t doc;   /* stamp of the last document that counted this term */
-    int32_t chunk; /* stamp of the chunk that gave `local` */
-    int32_t local; /* chunk-local term number */
+    int32_t local; /* chunk-local term number, -1 outside the chunk being counted */
     int32_t title, body;
 } Term;
 
@@ -248,7 +245,7 @@ reserve_term(Counter *self, int32_t t)
     }
     for (size_t i = old; i < self->term_cap; i++) {
         self->terms[i].doc = -1;
-        self->terms[i].chunk = -1;
+        self->terms[i].local = -1;
     }
     return 0;
 }
@@ -286,6 +283,10 @@ add_word(Counter *self, const unsigned char *w, uint32_t len, uint32_t h, size_t
     if (t >= 0 && reserve_term(self, (int32_t)t) < 0) {
         return NULL;
     }
+    if (self->arena_len + len > UINT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "too many distinct words");
+        return NULL;
+    }
     if (grow((void **)&self->arena, &self->arena_cap, self->arena_len + len, 1) < 0) {
         return NULL;
     }
@@ -297,13 +298,12 @@ add_word(Counter *self, const unsigned char *w, uint32_t len, uint32_t h, size_t
     b->surf_doc = -1;
     b->surf_chunk = -1;
     b->surf_local = -1;
-    b->off = (int64_t)self->arena_len;
-    memcpy(b->head, w, len < HEAD ? len : HEAD);
+    b->off = (uint32_t)self->arena_len;
     memcpy(self->arena + self->arena_len, w, len);
     self->arena_len += len;
     self->n_words++;
     if (self->n_words * 2 > self->mask + 1) {
-        int64_t off = b->off; /* unique to this word */
+        uint32_t off = b->off; /* unique to this word */
         if (rehash(self) < 0) {
             return NULL;
         }
@@ -345,16 +345,9 @@ lookup(Counter *self, const unsigned char *w, uint32_t len, uint32_t h)
         if (b->len == 0) {
             return add_word(self, w, len, h, i);
         }
-        if (b->hash == h && (uint32_t)b->len == len) {
-            if (len <= HEAD) {
-                if (same_bytes(b->head, w, len)) {
-                    return b;
-                }
-            }
-            else if (same_bytes(b->head, w, HEAD) &&
-                     memcmp(self->arena + b->off + HEAD, w + HEAD, len - HEAD) == 0) {
-                return b;
-            }
+        if (b->hash == h && (uint32_t)b->len == len &&
+            same_bytes((const unsigned char *)self->arena + b->off, w, len)) {
+            return b;
         }
         i = (i + 1) & self->mask;
     }
@@ -364,7 +357,7 @@ lookup(Counter *self, const unsigned char *w, uint32_t len, uint32_t h)
 
 #define FNV_OFFSET 0xcbf29ce484222325ULL
 #define FNV_PRIME 0x100000001b3ULL
-#define AHEAD 8 /* words looked up ahead, to overlap their cache misses */
+#define AHEAD 16 /* words looked up ahead, to overlap their cache misses */
 
 static inline uint32_t
 finish_hash(uint64_t h)
@@ -413,6 +406,16 @@ count_words(Counter *self, Chunk *c, int title, double *doc_len)
     for (size_t k = 0; k < n; k++) {
         if (k + AHEAD < n) {
             __builtin_prefetch(&self->table[refs[k + AHEAD].hash & self->mask]);
+        }
+        if (k + AHEAD / 2 < n) {
+            /* The bucket asked for above has likely arrived: ask for its term's counters. */
+            const Bucket *p = &self->table[refs[k + AHEAD / 2].hash & self->mask];
+            if (p->len != 0) {
+                __builtin_prefetch(self->arena + p->off);
+                if (p->term >= 0) {
+                    __builtin_prefetch(&self->terms[p->term]);
+                }
+            }
         }
         Bucket *b = lookup(self, w + refs[k].off, refs[k].len, refs[k].hash);
         if (b == NULL) {
@@ -710,8 +713,7 @@ emit_doc(Counter *self, Chunk *c, int32_t d)
 {
     for (size_t k = 0; k < c->doc_terms.n; k++) {
         Term *t = &self->terms[c->doc_terms.a[k]];
-        if (t->chunk != c->chunk) {
-            t->chunk = c->chunk;
+        if (t->local < 0) {
             t->local = (int32_t)c->local_terms.n;
             if (i32_push(&c->local_terms, c->doc_terms.a[k]) < 0) {
                 return -1;
@@ -866,6 +868,9 @@ Counter_analyze(Counter *self, PyObject *args)
     }
     out = finish(self, c, doc_len, n_docs);
 done:
+    for (size_t k = 0; k < c->local_terms.n; k++) {
+        self->terms[c->local_terms.a[k]].local = -1;
+    }
     self->busy = 0;
     PyMem_Free(doc_len);
     return out;

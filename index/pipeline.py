@@ -16,11 +16,13 @@ import contextlib
 import json
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from index.analyzer import AnalyzerSettings
 from index.chunk import AnalyzedChunk, ChunkAnalyzer
+from index.docstore import read_block, write_block
 from index.sources import Block, RecordParser, Records, SourceReader
 from index.types import Document
 
@@ -29,24 +31,17 @@ __all__ = ["Batch", "analyzed_batches"]
 
 @dataclass(frozen=True)
 class Batch:
-    """The documents of one chunk as columns, as the document store keeps them."""
+    """The documents of one chunk, for the document store: as columns, or as a block file that
+    a worker wrote (`index.docstore.write_block`) and the positions in it to keep."""
 
     ids: list[str]
-    titles: list[str]
-    texts: list[str]
-    fields: list[str]
+    titles: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    fields: list[str] = field(default_factory=list)
     """The other fields of each document as JSON text."""
-
-    @classmethod
-    def from_records(cls, records: Records, keep: list[int] | None = None) -> Batch:
-        if keep is None:
-            return cls(records.ids, records.titles, records.texts, records.fields)
-        return cls(
-            [records.ids[i] for i in keep],
-            [records.titles[i] for i in keep],
-            [records.texts[i] for i in keep],
-            [records.fields[i] for i in keep],
-        )
+    block: Path | None = None
+    block_docs: int = 0
+    keep: list[int] | None = None
 
     @classmethod
     def from_documents(cls, docs: list[Document]) -> Batch:
@@ -72,12 +67,16 @@ def _init_worker(settings: AnalyzerSettings, title_weight: float) -> None:
 
 
 def _parse_and_analyze(
-    parse: RecordParser, block: Block, analyzer: ChunkAnalyzer | None = None
+    parse: RecordParser, block: Block, store: Path, analyzer: ChunkAnalyzer | None = None
 ) -> tuple[Records, AnalyzedChunk]:
+    """Parse a block, count its words and write its documents to the block file `store`; the
+    records come back without their texts."""
     records = parse(block.read())
     analyzer = analyzer or _worker
     assert analyzer is not None, "worker not initialized"
-    return records, analyzer.analyze(records.titles, records.texts)
+    chunk = analyzer.analyze(records.titles, records.texts)
+    write_block(store, records.ids, records.titles, records.texts, records.fields)
+    return Records(records.n_lines, records.lines, records.ids, problems=records.problems), chunk
 
 
 def _analyze(
@@ -104,12 +103,15 @@ _Job = tuple[list[Document] | None, Callable[..., Any], tuple[Any, ...]]
 
 
 def _jobs(
-    docs: Iterable[Document], plan: tuple[RecordParser, Iterator[Block]] | None, chunk_size: int
+    docs: Iterable[Document],
+    plan: tuple[RecordParser, Iterator[Block]] | None,
+    chunk_size: int,
+    scratch: Path,
 ) -> Iterator[_Job]:
     if plan is not None:
         parse, blocks = plan
-        for block in blocks:
-            yield None, _parse_and_analyze, (parse, block)
+        for n, block in enumerate(blocks):
+            yield None, _parse_and_analyze, (parse, block, scratch / f"block-{n}.sqlite")
         return
     for chunk in _chunked(docs, chunk_size):
         yield chunk, _analyze, ([d.title for d in chunk], [d.text for d in chunk])
@@ -139,15 +141,17 @@ def analyzed_batches(
     docs: Iterable[Document],
     settings: AnalyzerSettings,
     title_weight: float,
+    scratch: Path,
     *,
     workers: int = 2,
     chunk_size: int = 20_000,
     block_bytes: int = 32 << 20,
 ) -> Iterator[tuple[Batch, AnalyzedChunk]]:
-    """The documents with their postings, chunk by chunk, in source order."""
+    """The documents with their postings, chunk by chunk, in source order. Block files go to
+    the folder `scratch`; the document store removes each once it has copied it."""
     reader = docs if isinstance(docs, SourceReader) else None
     plan = reader.blocks(block_bytes) if reader is not None else None
-    jobs = _jobs(docs, plan, chunk_size)
+    jobs = _jobs(docs, plan, chunk_size, scratch)
     with contextlib.ExitStack() as stack:
         local: ChunkAnalyzer | None = None
         pool: cf.ProcessPoolExecutor | ChunkAnalyzer
@@ -159,18 +163,20 @@ def analyzed_batches(
             )
         else:
             pool = local = ChunkAnalyzer(settings, title_weight)
-        for kept, out in _run(jobs, pool, workers):
+        for n, (kept, out) in enumerate(_run(jobs, pool, workers)):
             if kept is not None:
                 yield Batch.from_documents(kept), out
                 continue
             assert reader is not None
             records, postings = out
             keep = reader.accept(records)
-            batch = Batch.from_records(records, keep)
+            store = scratch / f"block-{n}.sqlite"
+            ids = records.ids if keep is None else [records.ids[i] for i in keep]
+            batch = Batch(ids, block=store, block_docs=len(records.ids), keep=keep)
             if keep is not None:
                 # Rare (duplicate ids): the postings counted documents that are now dropped.
                 # Count again without them, after the words the first count numbered.
-                yield Batch([], [], [], []), postings.words_only()
+                yield Batch([]), postings.words_only()
                 local = local or ChunkAnalyzer(settings, title_weight)
-                postings = local.analyze(batch.titles, batch.texts)
+                postings = local.analyze(*read_block(store, keep))
             yield batch, postings

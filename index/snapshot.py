@@ -127,15 +127,20 @@ def write_snapshot(docs: Iterable[Document], root: Path, options: BuildOptions) 
         bar = tqdm(desc="indexing", unit="docs", disable=not options.progress, smoothing=0.1)
 
         def on_batch(batch: Batch) -> None:
-            writer.add_columns(batch.ids, batch.titles, batch.texts, batch.fields)
+            if batch.block is not None:
+                writer.add_block(batch.block, batch.block_docs, batch.keep)
+            else:
+                writer.add_columns(batch.ids, batch.titles, batch.texts, batch.fields)
             ids.add(batch.ids)
             bar.update(len(batch))
 
         started = time.perf_counter()
+        (tmp / "blocks").mkdir()
         batches = analyzed_batches(
             docs,
             options.analyzer,
             options.bm25.title_weight,
+            tmp / "blocks",
             workers=options.workers,
             chunk_size=options.chunk_size,
             block_bytes=options.block_bytes,
@@ -144,6 +149,7 @@ def write_snapshot(docs: Iterable[Document], root: Path, options: BuildOptions) 
         bar.close()
         store = None
         writer.close()
+        (tmp / "blocks").rmdir()
         if stats.n_docs == 0:
             raise SourceError("the source holds no valid document; nothing was indexed")
         ids.save(tmp / "docs")
