@@ -1,8 +1,9 @@
 """The built-in demo index: the generated catalog, indexed on first use.
 
-The catalog's document vectors are computed by progsearch's own indexer and shipped in
-`app/catalog/vectors/` (float16, `make demo-vectors` rebuilds them), so the first `make demo`
-indexes in seconds instead of embedding 5,000 products. They are only used when they were
+The catalog's document and passage vectors are computed by progsearch's own indexer and shipped
+in `app/catalog/vectors/` (int8 with one scale per row, a quarter of float32; `make
+demo-vectors` rebuilds them), so the first `make demo` indexes in seconds instead of embedding
+5,000 products and 30,000 passages. They are only used when they were
 computed for exactly this catalog text and this encoder: the embedding stage checks the
 fingerprint and a hash of the inputs, and embeds anything else itself.
 """
@@ -17,6 +18,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from app.catalog import DEFAULT_N, DEFAULT_SEED, write_catalog
 from index.snapshot import BuildOptions, write_snapshot
@@ -39,16 +41,29 @@ def default_demo_dir() -> Path:
     return cache / "progsearch" / "demo-index"
 
 
+def pack(vectors: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float32]]:
+    """Symmetric int8 per row: cosines move by well under 0.01, ranks hardly at all."""
+    scale = np.abs(vectors).max(axis=1).astype(np.float32) / 127.0
+    scale[scale == 0] = 1.0
+    return np.round(vectors / scale[:, None]).astype(np.int8), scale
+
+
+def unpack(codes: npt.NDArray[np.int8], scale: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    vectors = codes.astype(np.float32) * scale[:, None]
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.where(norms == 0, 1.0, norms)).astype(np.float32)
+
+
 def _seed_work(work: Path) -> None:
     """Put the shipped vectors where the embedding stage looks for finished work."""
     work.mkdir(parents=True, exist_ok=True)
     for marker in sorted(SHIPPED.glob("*.json")):
         stem = marker.name.removesuffix(".json")
-        packed = SHIPPED / f"{stem}.f16.npy"
+        codes, scale = SHIPPED / f"{stem}.i8.npy", SHIPPED / f"{stem}.scale.npy"
         target = work / f"{stem}.npy"
-        if not packed.is_file() or target.is_file():
+        if not codes.is_file() or not scale.is_file() or target.is_file():
             continue
-        np.save(target, np.load(packed).astype(np.float32))
+        np.save(target, unpack(np.load(codes), np.load(scale)))
         shutil.copyfile(marker, work / f"{stem}.npy.json")
 
 
@@ -74,14 +89,17 @@ def ensure_demo_index(root: Path | None = None, *, progress: bool = True,
 
 
 def export_vectors(root: Path) -> list[Path]:
-    """Copy a demo index's finished embedding work into `SHIPPED` as float16."""
+    """Copy a demo index's finished embedding work into `SHIPPED`, packed as int8."""
     SHIPPED.mkdir(parents=True, exist_ok=True)
+    for old in SHIPPED.iterdir():
+        old.unlink()
     written = []
     for marker in sorted((root / ".work").glob("*.npy.json")):
         stem = marker.name.removesuffix(".npy.json")
-        vectors = np.load(root / ".work" / f"{stem}.npy")
-        target = SHIPPED / f"{stem}.f16.npy"
-        np.save(target, vectors.astype(np.float16))
+        codes, scale = pack(np.load(root / ".work" / f"{stem}.npy"))
+        target = SHIPPED / f"{stem}.i8.npy"
+        np.save(target, codes)
+        np.save(SHIPPED / f"{stem}.scale.npy", scale)
         info = json.loads(marker.read_text())
         (SHIPPED / f"{stem}.json").write_text(json.dumps(info, indent=2) + "\n")
         written.append(target)
