@@ -19,13 +19,19 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from app.catalog import DEFAULT_N, DEFAULT_SEED, write_catalog
+from index.embedding import document_text, inputs_hash
+from index.errors import ProgsearchError
+from index.passages import PassageOptions, layout_passages
 from index.snapshot import BuildOptions, write_snapshot
 from index.sources import open_source
 from index.vector_stage import VectorOptions
 
-__all__ = ["SHIPPED", "default_demo_dir", "ensure_demo_index", "export_vectors"]
+__all__ = [
+    "SHIPPED", "default_demo_dir", "ensure_demo_index", "export_vectors", "stale_shipped_vectors",
+]
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +73,30 @@ def _seed_work(work: Path) -> None:
         shutil.copyfile(marker, work / f"{stem}.npy.json")
 
 
+def stale_shipped_vectors(source: Path) -> list[str]:
+    """Names of the shipped vector files that were not computed from this catalog's texts
+    (empty when every one matches): the embedding stage would redo those."""
+    records = [orjson.loads(line) for line in source.read_bytes().splitlines() if line.strip()]
+    fields = [(str(r.get("title", "")), str(r.get("text", ""))) for r in records]
+    expected = {
+        "doc_vectors": inputs_hash([document_text(t, x) for t, x in fields]),
+        "passage_vectors": inputs_hash(layout_passages(fields, PassageOptions()).texts),
+    }
+    stale = []
+    for stem, digest in expected.items():
+        marker = SHIPPED / f"{stem}.json"
+        info = json.loads(marker.read_text()) if marker.is_file() else {}
+        if info.get("inputs_sha256") != digest or info.get("rows") != (
+            len(fields) if stem == "doc_vectors" else info.get("rows")
+        ):
+            stale.append(stem)
+    return stale
+
+
 def ensure_demo_index(root: Path | None = None, *, progress: bool = True,
-                      use_shipped: bool = True) -> Path:
-    """The demo index folder, built or rebuilt when the catalog changed."""
+                      use_shipped: bool = True, require_shipped: bool = False) -> Path:
+    """The demo index folder, built or rebuilt when the catalog changed. `require_shipped`
+    refuses to embed anything (for tests: stale shipped vectors must fail fast)."""
     root = root or default_demo_dir()
     work = root / ".work"
     work.mkdir(parents=True, exist_ok=True)
@@ -79,6 +106,10 @@ def ensure_demo_index(root: Path | None = None, *, progress: bool = True,
     stamp = root / STAMP
     if (root / "CURRENT").is_file() and stamp.is_file() and stamp.read_text() == digest:
         return root
+    if require_shipped and (stale := stale_shipped_vectors(source)):
+        raise ProgsearchError(
+            f"the shipped demo vectors {stale} do not match the catalog; run `make demo-vectors`"
+        )
     if use_shipped:
         _seed_work(work)
     log.info("building the demo index in %s", root)

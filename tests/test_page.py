@@ -11,6 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from app.demo import ensure_demo_index
 from tests.server_process import ServerProcess, running_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
@@ -22,10 +23,11 @@ TIME = re.compile(r"^\d+(\.\d)? ms$")
 
 
 @pytest.fixture(scope="module")
-def server(sample_root: Path, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[ServerProcess]:
-    log = tmp_path_factory.mktemp("page") / "server.log"
-    with running_server(sample_root, log) as s, httpx.Client(timeout=30) as http:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A real uvicorn serving the built-in demo catalog, as `make demo` does."""
+    folder = tmp_path_factory.mktemp("page")
+    root = ensure_demo_index(folder / "demo", progress=False, require_shipped=True)
+    with running_server(root, folder / "server.log") as s, httpx.Client(timeout=30) as http:
         s.wait_ready(http)
         yield s
 
@@ -51,7 +53,7 @@ def page(browser: Browser, server: ServerProcess) -> Iterator[Page]:
 
 
 def test_typing_shows_keyword_then_semantic_results(page: Page) -> None:
-    page.locator("#q").press_sequentially("shoes for jogging", delay=30)
+    page.locator("#q").press_sequentially("rain jacket for hiking", delay=30)
     results = page.locator("#results .hit")
     expect(results.first).to_be_visible()
     expect(page.locator('.phase[data-phase="keyword"]')).to_have_class(re.compile(r"\bdone\b"))
@@ -60,23 +62,25 @@ def test_typing_shows_keyword_then_semantic_results(page: Page) -> None:
     for phase in ("keyword", "semantic"):
         text = page.locator(f'.phase[data-phase="{phase}"] .time').inner_text()
         assert TIME.match(text), (phase, text)
-    # The semantic phase marks what moved or is new relative to the keyword phase.
     titles = results.locator("h2").all_inner_texts()
-    assert any("running" in t.lower() or "trail" in t.lower() for t in titles[:3]), titles
+    assert any("jacket" in t.lower() or "shell" in t.lower() for t in titles[:3]), titles
+    expect(page.locator('.phase[data-phase="enhanced"]')).to_have_class(re.compile(r"\bdone\b"))
+    # The enhanced phase brings highlights with the query's words marked.
+    expect(results.locator("mark").first).to_be_visible()
     # The stream ended: no badge is left waiting.
     expect(page.locator(".phase.pending")).to_have_count(0)
 
 
 def test_typo_shows_the_correction(page: Page) -> None:
-    page.locator("#q").fill("waterprof jacket ")
+    page.locator("#q").fill("espreso machine ")
     corrected = page.locator("#corrected")
     expect(corrected).to_be_visible()
-    expect(corrected).to_contain_text("waterproof")
-    expect(page.locator("#results .hit").first).to_contain_text("aterproof")
+    expect(corrected).to_contain_text("espresso")
+    expect(page.locator("#results .hit").first).to_contain_text("spresso")
 
 
 def test_keyboard_moves_through_results(page: Page) -> None:
-    page.locator("#q").fill("coffee ")
+    page.locator("#q").fill("coffee grinder ")
     expect(page.locator('.phase[data-phase="semantic"]')).to_have_class(re.compile(r"\bdone\b"))
     page.locator("#q").press("ArrowDown")
     expect(page.locator("#results .hit").first).to_be_focused()
