@@ -14,9 +14,10 @@ answer a user is waiting for.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from celery import Celery
+if TYPE_CHECKING:
+    from celery import Celery
 
 __all__ = ["INDEX_QUEUE", "QUERY_QUEUE", "make_celery"]
 
@@ -26,6 +27,8 @@ CONNECT_TIMEOUT = 1.0
 
 
 def make_celery(broker_url: str, result_url: str | None = None) -> Celery:
+    from celery import Celery
+
     app = Celery("progsearch", broker=broker_url, backend=result_url, set_as_current=False)
     transport: dict[str, Any] = {
         "max_retries": 1,

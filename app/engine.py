@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -20,10 +20,14 @@ import numpy.typing as npt
 from app.params import SearchParams
 from app.payloads import hits_payload, phase_payload, query_payload
 from index.snapshot import Snapshot, load_snapshot
-from rankers.enhance import EnhancedRanker
 from rankers.keyword import KeywordRanker, QueryPlan
-from rankers.semantic import FusionSettings, SemanticRanker
 from rankers.types import KeywordResult
+
+if TYPE_CHECKING:
+    # Imported where the encoder loads, on its thread: FAISS and the rest of the semantic
+    # stack stay out of the start-up path, which answers keyword queries at once.
+    from rankers.enhance import EnhancedRanker
+    from rankers.semantic import SemanticRanker
 
 __all__ = ["Engine", "KeywordState", "SemanticState"]
 
@@ -92,6 +96,8 @@ class Engine:
     def _load_encoder(self) -> None:
         try:
             from rankers.encoder import Encoder, EncoderConfig
+            from rankers.enhance import EnhancedRanker
+            from rankers.semantic import FusionSettings, SemanticRanker
 
             encoder = Encoder.load(
                 EncoderConfig(kind=self.encoder_kind, threads=self.encoder_threads)  # type: ignore[arg-type]

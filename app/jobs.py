@@ -24,7 +24,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from app.celery_app import QUERY_QUEUE, make_celery
+from app.celery_app import QUERY_QUEUE
 from app.engine import Engine
 from app.tasks import enhance_body
 
@@ -83,6 +83,8 @@ class CeleryJobs:
 
     def __init__(self, broker_url: str, reply_url: str, *, publish_timeout: float = 1.0,
                  backoff: float = 2.0) -> None:
+        from app.celery_app import make_celery  # Celery loads only where a broker is used
+
         self.celery = make_celery(broker_url)
         self.reply_url = reply_url
         self.publish_timeout = publish_timeout

@@ -11,17 +11,18 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 import redis
-from celery import Celery
-from celery.signals import worker_process_init
 
 from app.engine import Engine, SemanticState
 from app.params import SearchParams
 from index.snapshot import resolve_version
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 __all__ = ["WorkerContext", "enhance_body", "register", "reply_message"]
 
@@ -72,6 +73,8 @@ class WorkerContext:
 
 
 def register(app: Celery, context: WorkerContext) -> None:
+    from celery.signals import worker_process_init
+
     @worker_process_init.connect(weak=False)
     def _warm(**_: Any) -> None:  # pragma: no cover - runs in worker children
         try:

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -40,8 +40,12 @@ from index.docstore import DocStore, DocStoreWriter
 from index.errors import SnapshotError, SourceError
 from index.pipeline import Batch, analyzed_batches
 from index.types import Document
-from index.vector_stage import VectorOptions, build_vectors
 from rankers.bm25 import BM25Params
+
+if TYPE_CHECKING:
+    # The vector stage pulls in FAISS: imported only by a build that embeds, so loading a
+    # snapshot to serve it stays quick.
+    from index.vector_stage import VectorOptions
 
 __all__ = ["FORMAT_VERSION", "BuildOptions", "Snapshot", "load_snapshot", "write_snapshot"]
 
@@ -156,6 +160,8 @@ def write_snapshot(docs: Iterable[Document], root: Path, options: BuildOptions) 
         keyword_seconds = time.perf_counter() - started
         vectors = None
         if options.vectors is not None:
+            from index.vector_stage import build_vectors
+
             vectors = build_vectors(tmp, root / WORK, options.vectors, options.progress)
         arrays = _array_entries(tmp)
         files = {
