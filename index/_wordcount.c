@@ -919,11 +919,139 @@ static PyTypeObject CounterType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* ---- placing a chunk's postings into the CSR arrays ------------------------------------- */
+
+typedef struct {
+    Py_buffer view;
+    int ok;
+} Buf;
+
+static int
+get_buf(PyObject *obj, Buf *b, Py_ssize_t item, int writable, const char *name)
+{
+    if (PyObject_GetBuffer(obj, &b->view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) <
+        0) {
+        return -1;
+    }
+    b->ok = 1;
+    if (b->view.len % item != 0) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd bytes is not a whole number of items", name,
+                     b->view.len);
+        return -1;
+    }
+    return 0;
+}
+
+#define N_BUFS 8
+
+/* BM25 impacts exactly as rankers.bm25.impacts computes them with numpy float32 arithmetic, one
+   rounding per operation; the document part (k1 * ((1 - b) + b * len / avg_len)) comes
+   precomputed per document. Contracting a multiply and an add into one fused operation would
+   change the last bit, so it is turned off here. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("fp-contract=off")))
+#endif
+static void
+place_runs(size_t n_runs, const int64_t *dest, const int32_t *run_len, const float *run_idf,
+           const int32_t *doc, const float *tf, const float *doc_norm, int32_t *out_doc,
+           float *out_imp)
+{
+    size_t p = 0;
+    for (size_t r = 0; r < n_runs; r++) {
+        int64_t o = dest[r];
+        float idf = run_idf[r];
+        for (int32_t j = 0; j < run_len[r]; j++, p++, o++) {
+            int32_t d = doc[p];
+            float s = tf[p] + doc_norm[d];
+            float ratio = tf[p] / s;
+            out_doc[o] = d;
+            out_imp[o] = idf * ratio;
+        }
+    }
+}
+
+PyDoc_STRVAR(place_doc,
+"place(post_doc, post_imp, dest, run_len, run_idf, doc, tf, doc_norm, /)\n--\n\n"
+"Copy a chunk's postings, run by run, to post_doc[dest[r]:], and their BM25 impacts\n"
+"(run_idf * tf / (tf + doc_norm[doc])) to post_imp. Arrays are contiguous: int32 post_doc,\n"
+"run_len and doc, float32 post_imp, run_idf, tf and doc_norm, int64 dest. The GIL is released\n"
+"while copying.");
+
+static PyObject *
+wordcount_place(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *objs[N_BUFS];
+    if (!PyArg_ParseTuple(args, "OOOOOOOO", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4],
+                          &objs[5], &objs[6], &objs[7])) {
+        return NULL;
+    }
+    static const char *names[N_BUFS] = {"post_doc", "post_imp", "dest", "run_len",
+                                        "run_idf",  "doc",      "tf",   "doc_norm"};
+    static const Py_ssize_t items[N_BUFS] = {4, 4, 8, 4, 4, 4, 4, 4};
+    Buf bufs[N_BUFS];
+    memset(bufs, 0, sizeof(bufs));
+    PyObject *out = NULL;
+    for (int i = 0; i < N_BUFS; i++) {
+        if (get_buf(objs[i], &bufs[i], items[i], i < 2, names[i]) < 0) {
+            goto done;
+        }
+    }
+    Py_ssize_t n_out = bufs[0].view.len / 4, n_runs = bufs[2].view.len / 8;
+    Py_ssize_t n_post = bufs[5].view.len / 4, n_docs = bufs[7].view.len / 4;
+    if (bufs[1].view.len != bufs[0].view.len || bufs[3].view.len != n_runs * 4 ||
+        bufs[4].view.len != n_runs * 4 || bufs[6].view.len != bufs[5].view.len) {
+        PyErr_SetString(PyExc_ValueError, "place: array lengths do not match");
+        goto done;
+    }
+    /* Check every write and read stays inside its array before letting go of the GIL. */
+    const int64_t *dest = bufs[2].view.buf;
+    const int32_t *run_len = bufs[3].view.buf;
+    const int32_t *doc = bufs[5].view.buf;
+    Py_ssize_t total = 0;
+    for (Py_ssize_t r = 0; r < n_runs; r++) {
+        if (run_len[r] < 0 || dest[r] < 0 || dest[r] + run_len[r] > n_out) {
+            PyErr_SetString(PyExc_ValueError, "place: a run falls outside post_doc");
+            goto done;
+        }
+        total += run_len[r];
+    }
+    if (total != n_post) {
+        PyErr_SetString(PyExc_ValueError, "place: run lengths do not add up to the postings");
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n_post; i++) {
+        if (doc[i] < 0 || doc[i] >= n_docs) {
+            PyErr_SetString(PyExc_ValueError, "place: a document number is out of range");
+            goto done;
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    place_runs((size_t)n_runs, dest, run_len, bufs[4].view.buf, doc, bufs[6].view.buf,
+               bufs[7].view.buf, bufs[0].view.buf, bufs[1].view.buf);
+    Py_END_ALLOW_THREADS
+    out = Py_NewRef(Py_None);
+done:
+    for (int i = 0; i < N_BUFS; i++) {
+        if (bufs[i].ok) {
+            PyBuffer_Release(&bufs[i].view);
+        }
+    }
+    return out;
+}
+
+static PyMethodDef module_methods[] = {
+    {"place", (PyCFunction)wordcount_place, METH_VARARGS, place_doc},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_wordcount",
-    .m_doc = "Index-time tokenizing and counting (see index.chunk).",
+    .m_doc = "Index-time hot loops: tokenizing and counting (index.chunk), placing postings "
+             "(index.builder).",
     .m_size = -1,
+    .m_methods = module_methods,
 };
 
 PyMODINIT_FUNC

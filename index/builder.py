@@ -8,18 +8,24 @@ copied straight to its place in the CSR arrays.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from index.chunk import AnalyzedChunk
-from index.pipeline import Batch
 from rankers.bm25 import BM25Params, idf, impacts
 
-__all__ = ["KeywordStats", "build_keyword_index"]
+try:
+    from index._wordcount import place as _native_place
+except ImportError:  # not compiled: numpy places the postings, with the same result
+    _native_place = None  # type: ignore[assignment]
+
+__all__ = ["KeywordBuilder", "KeywordStats"]
 
 I64 = npt.NDArray[np.int64]
 
@@ -114,103 +120,139 @@ class _Part:
     tf: npt.NDArray[np.float32]
 
 
-def build_keyword_index(
-    batches: Iterable[tuple[Batch, AnalyzedChunk]],
-    folder: Path,
-    *,
-    params: BM25Params,
-    on_batch: Callable[[Batch], None] | None = None,
-) -> KeywordStats:
-    """Writes `folder/keyword/*.npy` and `folder/vocab/*.npy` from analyzed batches (see
-    `index.pipeline.analyzed_batches`); `on_batch` sees each batch (the document store is
-    filled through it)."""
-    terms, surfaces = _Vocabulary(), _Vocabulary()
-    surface_term, surface_df = _Ints(), _Ints()
-    numberings: dict[str, _Numbering] = {}
-    parts: list[_Part] = []
-    doc_lens: list[npt.NDArray[np.float32]] = []
-    n_docs = 0
-    for batch, chunk in batches:
-        num = numberings.setdefault(chunk.source, _Numbering())
-        num.term.extend(terms.add(chunk.new_terms))
-        new_surfaces = surfaces.add(chunk.new_surfaces)
+class KeywordBuilder:
+    """Takes analyzed chunks in document order (`add`), then writes the arrays (`finish`)."""
+
+    def __init__(self, params: BM25Params) -> None:
+        self.params = params
+        self.n_docs = 0
+        self._terms, self._surfaces = _Vocabulary(), _Vocabulary()
+        self._surface_term, self._surface_df = _Ints(), _Ints()
+        self._numberings: dict[str, _Numbering] = {}
+        self._parts: list[_Part] = []
+        self._doc_lens: list[npt.NDArray[np.float32]] = []
+
+    def add(self, chunk: AnalyzedChunk, n_docs: int) -> None:
+        """The next `n_docs` documents, counted in `chunk`."""
+        num = self._numberings.setdefault(chunk.source, _Numbering())
+        num.term.extend(self._terms.add(chunk.new_terms))
+        new_surfaces = self._surfaces.add(chunk.new_surfaces)
         num.surface.extend(new_surfaces)
-        surface_term.put(new_surfaces, num.term.view[chunk.new_surface_term])
-        surface_df.add(num.surface.view[chunk.surfaces], chunk.surface_df)
-        doc = chunk.post_doc + np.int32(n_docs)
-        parts.append(_Part(num.term.view[chunk.run_term], chunk.run_len, doc, chunk.post_tf))
-        doc_lens.append(chunk.doc_len)
-        n_docs += len(batch)
-        if on_batch is not None:
-            on_batch(batch)
+        self._surface_term.put(new_surfaces, num.term.view[chunk.new_surface_term])
+        self._surface_df.add(num.surface.view[chunk.surfaces], chunk.surface_df)
+        doc = chunk.post_doc + np.int32(self.n_docs)
+        self._parts.append(_Part(num.term.view[chunk.run_term], chunk.run_len, doc, chunk.post_tf))
+        self._doc_lens.append(chunk.doc_len)
+        self.n_docs += n_docs
 
-    all_df = np.zeros(len(terms.ids), dtype=np.int64)
-    for part in parts:
-        all_df[part.run_term] += part.run_len  # a term has one run per chunk
-    term_words, term_rank = terms.sorted_order(all_df > 0)
-    n_terms = len(term_words)
-    df = np.zeros(n_terms, dtype=np.int64)
-    df[term_rank[all_df > 0]] = all_df[all_df > 0]
-    for part in parts:
-        part.run_term = term_rank[part.run_term]
-    doc_len = np.concatenate(doc_lens) if doc_lens else np.zeros(0, dtype=np.float32)
-    avg_len = float(doc_len.mean()) if n_docs else 0.0
-    ptr = np.zeros(n_terms + 1, dtype=np.int64)
-    np.cumsum(df, out=ptr[1:])
-    n_postings = int(ptr[-1])
+    def finish(self, folder: Path, threads: int = 2) -> KeywordStats:
+        """Writes `folder/keyword/*.npy` and `folder/vocab/*.npy`."""
+        parts, n_docs = self._parts, self.n_docs
+        all_df = np.zeros(len(self._terms.ids), dtype=np.int64)
+        for part in parts:
+            all_df[part.run_term] += part.run_len  # a term has one run per chunk
+        term_words, term_rank = self._terms.sorted_order(all_df > 0)
+        n_terms = len(term_words)
+        df = np.zeros(n_terms, dtype=np.int64)
+        df[term_rank[all_df > 0]] = all_df[all_df > 0]
+        for part in parts:
+            part.run_term = term_rank[part.run_term]
+        doc_len = np.concatenate(self._doc_lens) if parts else np.zeros(0, dtype=np.float32)
+        avg_len = float(doc_len.mean()) if n_docs else 0.0
+        ptr = np.zeros(n_terms + 1, dtype=np.int64)
+        np.cumsum(df, out=ptr[1:])
+        n_postings = int(ptr[-1])
 
-    kw = folder / "keyword"
-    kw.mkdir(parents=True, exist_ok=True)
-    post_doc = np.lib.format.open_memmap(kw / "post_doc.npy", "w+", np.int32, (n_postings,))
-    post_imp = np.lib.format.open_memmap(kw / "post_imp.npy", "w+", np.float32, (n_postings,))
-    term_idf = idf(df, max(n_docs, 1))
-    cursor = ptr[:-1].copy()
-    for part in parts:
+        kw = folder / "keyword"
+        kw.mkdir(parents=True, exist_ok=True)
+        # In memory, then written out: scattering into a file mapping costs a file-system page
+        # fault per page, and the file is synced later anyway.
+        post_doc = np.empty(n_postings, dtype=np.int32)
+        post_imp = np.empty(n_postings, dtype=np.float32)
+        term_idf = idf(df, max(n_docs, 1))
         # Each run goes after the runs of the same term from earlier chunks.
+        cursor = ptr[:-1].copy()
+        dests = []
+        for part in parts:
+            dests.append(cursor[part.run_term])
+            cursor[part.run_term] += part.run_len
+        if n_postings:
+            norm = self._doc_norm(doc_len, avg_len)
+            place = partial(self._place, post_doc, post_imp, doc_len, norm, avg_len, term_idf)
+            with ThreadPoolExecutor(max(1, threads)) as pool:
+                list(pool.map(place, parts, dests))  # parts fill disjoint slots
+        self._parts = []
+        del parts, dests
+        np.save(kw / "post_doc.npy", post_doc)
+        del post_doc
+        max_imp = (
+            np.maximum.reduceat(post_imp, ptr[:-1][df > 0])
+            if n_postings
+            else np.zeros(0, np.float32)
+        )
+        term_max = np.zeros(n_terms, dtype=np.float32)
+        term_max[df > 0] = max_imp
+        np.save(kw / "post_imp.npy", post_imp)
+        del post_imp
+
+        np.save(kw / "term_ptr.npy", ptr)
+        np.save(kw / "term_df.npy", df.astype(np.int32))
+        np.save(kw / "term_max.npy", term_max)
+        np.save(
+            kw / "terms.npy",
+            np.asarray(term_words, dtype=str) if term_words else np.zeros(0, "U1"),
+        )
+        np.save(kw / "doc_len.npy", doc_len.astype(np.float32))
+
+        n_all = len(self._surfaces.ids)
+        sdf = self._surface_df.padded(n_all)
+        used = sdf > 0
+        surf_words, surf_rank = self._surfaces.sorted_order(used)
+        vocab_surface_term = np.zeros(len(surf_words), dtype=np.int32)
+        vocab_surface_term[surf_rank[used]] = term_rank[self._surface_term.padded(n_all)[used]]
+        vocab_surface_df = np.zeros(len(surf_words), dtype=np.int32)
+        vocab_surface_df[surf_rank[used]] = sdf[used]
+        voc = folder / "vocab"
+        voc.mkdir(parents=True, exist_ok=True)
+        np.save(
+            voc / "surfaces.npy",
+            np.asarray(surf_words, dtype=str) if surf_words else np.zeros(0, "U1"),
+        )
+        np.save(voc / "surface_df.npy", vocab_surface_df)
+        np.save(voc / "surface_term.npy", vocab_surface_term)
+        return KeywordStats(n_docs, n_terms, len(surf_words), n_postings, avg_len)
+
+    def _doc_norm(
+        self, doc_len: npt.NDArray[np.float32], avg_len: float
+    ) -> npt.NDArray[np.float32]:
+        """The document half of BM25's denominator, per document, exactly as
+        `rankers.bm25.impacts` computes it per posting (tests/test_builder.py checks)."""
+        k1, b = self.params.k1, self.params.b
+        return k1 * ((1.0 - b) + b * (doc_len / np.float32(avg_len)))
+
+    def _place(
+        self,
+        post_doc: npt.NDArray[np.int32],
+        post_imp: npt.NDArray[np.float32],
+        doc_len: npt.NDArray[np.float32],
+        doc_norm: npt.NDArray[np.float32],
+        avg_len: float,
+        term_idf: npt.NDArray[np.float32],
+        part: _Part,
+        dest: I64,
+    ) -> None:
+        """Copy one part's runs to their slots, with their impacts."""
+        k1, b = self.params.k1, self.params.b
+        run_idf = term_idf[part.run_term]
+        if _native_place is not None:
+            _native_place(
+                post_doc, post_imp, dest, part.run_len, run_idf, part.doc, part.tf, doc_norm
+            )
+            return
         lengths = part.run_len.astype(np.int64)
-        dest = cursor[part.run_term]
-        cursor[part.run_term] += lengths
         first = np.cumsum(lengths) - lengths
         slot = np.repeat(dest - first, lengths) + np.arange(part.doc.size, dtype=np.int64)
         post_doc[slot] = part.doc
         post_imp[slot] = impacts(
-            part.tf,
-            doc_len[part.doc],
-            avg_len,
-            term_idf[np.repeat(part.run_term, lengths)],
-            params.k1,
-            params.b,
+            part.tf, doc_len[part.doc], avg_len, np.repeat(run_idf, lengths), k1, b
         )
-    post_doc.flush()
-    post_imp.flush()
-    max_imp = (
-        np.maximum.reduceat(post_imp, ptr[:-1][df > 0]) if n_postings else np.zeros(0, np.float32)
-    )
-    term_max = np.zeros(n_terms, dtype=np.float32)
-    term_max[df > 0] = max_imp
-    del post_doc, post_imp
-
-    np.save(kw / "term_ptr.npy", ptr)
-    np.save(kw / "term_df.npy", df.astype(np.int32))
-    np.save(kw / "term_max.npy", term_max)
-    np.save(
-        kw / "terms.npy", np.asarray(term_words, dtype=str) if term_words else np.zeros(0, "U1")
-    )
-    np.save(kw / "doc_len.npy", doc_len.astype(np.float32))
-
-    n_all = len(surfaces.ids)
-    sdf = surface_df.padded(n_all)
-    used = sdf > 0
-    surf_words, surf_rank = surfaces.sorted_order(used)
-    vocab_surface_term = np.zeros(len(surf_words), dtype=np.int32)
-    vocab_surface_term[surf_rank[used]] = term_rank[surface_term.padded(n_all)[used]]
-    vocab_surface_df = np.zeros(len(surf_words), dtype=np.int32)
-    vocab_surface_df[surf_rank[used]] = sdf[used]
-    voc = folder / "vocab"
-    voc.mkdir(parents=True, exist_ok=True)
-    np.save(
-        voc / "surfaces.npy", np.asarray(surf_words, dtype=str) if surf_words else np.zeros(0, "U1")
-    )
-    np.save(voc / "surface_df.npy", vocab_surface_df)
-    np.save(voc / "surface_term.npy", vocab_surface_term)
-    return KeywordStats(n_docs, n_terms, len(surf_words), n_postings, avg_len)

@@ -82,6 +82,7 @@ class DocStoreWriter:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docstore")
         self._conn: sqlite3.Connection | None = None
         self._pending: Future[None] | None = None
+        self._fd = -1
         self._next = 0
         self._pool.submit(self._open, path).result()
 
@@ -90,6 +91,7 @@ class DocStoreWriter:
         conn.executescript(_SCHEMA)
         conn.execute("BEGIN")
         self._conn = conn
+        self._fd = os.open(path, os.O_RDONLY)
 
     def _insert(self, rows: Iterable[tuple[int, str, str, str, str]]) -> None:
         assert self._conn is not None
@@ -116,6 +118,9 @@ class DocStoreWriter:
         conn.execute("DETACH DATABASE block")
         conn.execute("BEGIN")
         os.remove(block)
+        # Write the store out as it grows: syncing it all at the end would keep the disk busy
+        # for seconds after the work is done.
+        os.fsync(self._fd)
 
     def _submit(self, fn: Any, *args: Any) -> None:
         if self._pending is not None:
@@ -152,6 +157,7 @@ class DocStoreWriter:
         assert self._conn is not None
         self._conn.execute("COMMIT")
         self._conn.close()
+        os.close(self._fd)
 
     def close(self) -> None:
         try:
@@ -163,8 +169,14 @@ class DocStoreWriter:
 
     def abort(self) -> None:
         """Stop after a failed build; the caller removes the file."""
-        self._pool.submit(lambda: self._conn.close() if self._conn else None)
+        self._pool.submit(self._abort)
         self._pool.shutdown(wait=True)
+
+    def _abort(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        if self._fd >= 0:
+            os.close(self._fd)
 
 
 class DocStore:
