@@ -26,9 +26,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +35,7 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from index.analyzer import AnalyzerSettings
-from index.builder import KeywordBuilder
+from index.builder import build_keyword_index
 from index.docstore import DocStore, DocStoreWriter
 from index.errors import SnapshotError, SourceError
 from index.pipeline import Batch, analyzed_batches
@@ -47,7 +45,7 @@ from rankers.bm25 import BM25Params
 if TYPE_CHECKING:
     # The vector stage pulls in FAISS: imported only by a build that embeds, so loading a
     # snapshot to serve it stays quick.
-    from index.vector_stage import VectorOptions
+    from index.vector_stage import PrecomputedVectors, VectorOptions
 
 __all__ = ["FORMAT_VERSION", "BuildOptions", "Snapshot", "load_snapshot", "write_snapshot"]
 
@@ -72,13 +70,9 @@ class BuildOptions:
     """Embed the documents and index the vectors (`None`: a keyword-only snapshot)."""
 
 
-def _sha256(path: Path, *, sync: bool = False) -> str:
-    """The file's checksum; `sync`: also flush it to disk (it is read anyway)."""
+def _sha256(path: Path) -> str:
     with open(path, "rb") as fh:
-        digest = hashlib.file_digest(fh, "sha256").hexdigest()
-        if sync:
-            os.fsync(fh.fileno())
-    return digest
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -96,18 +90,13 @@ def _fsync_tree(folder: Path) -> None:
 
 
 def _array_entries(folder: Path) -> dict[str, dict[str, Any]]:
-    """Dtype, shape and checksum of every array; files are checksummed (and synced) two at a
-    time, since hashing releases the GIL."""
-    paths = sorted(folder.rglob("*.npy"))
-    with ThreadPoolExecutor(2) as pool:
-        sums = list(pool.map(partial(_sha256, sync=True), paths))
     entries: dict[str, dict[str, Any]] = {}
-    for path, digest in zip(paths, sums, strict=True):
+    for path in sorted(folder.rglob("*.npy")):
         arr = np.load(path, mmap_mode="r")
         entries[path.relative_to(folder).as_posix()] = {
             "dtype": arr.dtype.str,
             "shape": list(arr.shape),
-            "sha256": digest,
+            "sha256": _sha256(path),
         }
     return entries
 
@@ -129,8 +118,20 @@ class _IdWriter:
         np.save(folder / "id_blob.npy", np.frombuffer(b"".join(self.blobs), dtype=np.uint8))
 
 
-def write_snapshot(docs: Iterable[Document], root: Path, options: BuildOptions) -> Path:
-    """Build a new version under `root` and make it current; returns its folder."""
+def write_snapshot(
+    docs: Iterable[Document],
+    root: Path,
+    options: BuildOptions,
+    *,
+    precomputed: PrecomputedVectors | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Build a new version under `root` and make it current; returns its folder.
+
+    `precomputed` gives the vectors instead of embedding (with `options.vectors` set); `extra`
+    adds fields to the manifest (a compaction records its `delta_seq`)."""
+    if precomputed is not None and options.vectors is None:
+        raise SnapshotError("precomputed vectors given to a build without vectors")
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
@@ -160,31 +161,25 @@ def write_snapshot(docs: Iterable[Document], root: Path, options: BuildOptions) 
             chunk_size=options.chunk_size,
             block_bytes=options.block_bytes,
         )
-        builder = KeywordBuilder(options.bm25)
-        for batch, chunk in batches:
-            builder.add(chunk, len(batch))
-            on_batch(batch)
+        stats = build_keyword_index(batches, tmp, params=options.bm25, on_batch=on_batch)
         bar.close()
         store = None
         writer.close()
         (tmp / "blocks").rmdir()
-        if builder.n_docs == 0:
+        if stats.n_docs == 0:
             raise SourceError("the source holds no valid document; nothing was indexed")
-        with ThreadPoolExecutor(1) as background:
-            # The store is complete: checksum and sync it while the postings are merged.
-            store_sum = background.submit(_sha256, tmp / "docs" / "store.sqlite", sync=True)
-            stats = builder.finish(tmp)
-            ids.save(tmp / "docs")
-            checksums = {"docs/store.sqlite": store_sum.result()}
+        ids.save(tmp / "docs")
         keyword_seconds = time.perf_counter() - started
         vectors = None
         if options.vectors is not None:
             from index.vector_stage import build_vectors
 
-            vectors = build_vectors(tmp, root / WORK, options.vectors, options.progress)
+            vectors = build_vectors(
+                tmp, root / WORK, options.vectors, options.progress, precomputed
+            )
         arrays = _array_entries(tmp)
         files = {
-            name: {"sha256": checksums.get(name) or _sha256(tmp / name)}
+            name: {"sha256": _sha256(tmp / name)}
             for name in ("docs/store.sqlite", "vectors/hnsw.faiss")
             if (tmp / name).exists()
         }
@@ -213,6 +208,7 @@ def write_snapshot(docs: Iterable[Document], root: Path, options: BuildOptions) 
             "files": files,
             "checksum": digest,
         }
+        manifest = {**(extra or {}), **manifest}  # the build's own fields win
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         _fsync_tree(tmp)
         final = root / version

@@ -5,21 +5,29 @@ Runs after the keyword stage, inside the same temporary version folder, so a sna
 published with its vectors or not at all. Embedding is the slow part (minutes for thousands of
 documents on a CPU): it writes into `ROOT/.work/`, outside the temporary folder, and an
 interrupted build resumes there when run again on the same documents.
+
+A build can also be given the vectors already (`PrecomputedVectors`, from a compaction that
+folds stored snapshot vectors and the delta's into a new version): nothing is embedded then.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
+
 from index.docstore import DocStore
-from index.embedding import DocumentEncoder, document_text, embed_corpus
+from index.embedding import DocumentEncoder, document_text, embed_corpus, inputs_hash
+from index.errors import SnapshotError
 from index.passages import PASSAGES_DIR, PassageOptions, layout_passages, save_passages
 from index.vectors import build_vector_index, save_vector_index
 
-__all__ = ["VectorOptions", "build_passages", "build_vectors"]
+__all__ = ["PrecomputedVectors", "VectorOptions", "build_passages", "build_vectors"]
 
 
 @dataclass(frozen=True)
@@ -39,13 +47,40 @@ class VectorOptions:
     """Passages (sentences) are short: more of them fit the same work per batch."""
 
 
+@dataclass(frozen=True)
+class PrecomputedVectors:
+    """Vectors of the documents of a build, computed before it, in document order."""
+
+    encoder: str
+    """Fingerprint of the encoder that made them."""
+    ids_sha256: str
+    """`inputs_hash` of the documents' ids, in order: checked against the build's, so a row
+    can never land on another document."""
+    documents: npt.NDArray[Any]
+    """(n_docs, dim) unit vectors."""
+    passages: npt.NDArray[Any] | None = None
+    """(n_passages, dim) unit vectors in `index.passages` layout order (None: no passages)."""
+
+
+def _stored_ids(docs: Path) -> list[str]:
+    ptr = np.load(docs / "id_ptr.npy")
+    blob = np.load(docs / "id_blob.npy").tobytes()
+    return [blob[a:b].decode("utf-8") for a, b in itertools.pairwise(ptr.tolist())]
+
+
 def build_vectors(
-    folder: Path, work: Path, options: VectorOptions, progress: bool
+    folder: Path,
+    work: Path,
+    options: VectorOptions,
+    progress: bool,
+    precomputed: PrecomputedVectors | None = None,
 ) -> dict[str, Any]:
     """Write `folder/vectors/`; returns the manifest entry."""
+    store = DocStore(folder / "docs" / "store.sqlite")
+    if precomputed is not None:
+        return _from_precomputed(folder, store, options, precomputed)
     from rankers.encoder import Encoder, EncoderConfig
 
-    store = DocStore(folder / "docs" / "store.sqlite")
     texts = [document_text(title, text) for title, text in store.iter_fields()]
     encoder = Encoder.load(
         EncoderConfig(kind=options.kind, threads=options.threads, cache_dir=options.cache_dir)
@@ -68,12 +103,7 @@ def build_vectors(
     )
     save_vector_index(index, folder / "vectors", vectors, params)
     del vectors, texts
-    entry: dict[str, Any] = {
-        "encoder": encoder.fingerprint,
-        "document_text": "title. body, cut to the model window",
-        "index": params.to_dict(),
-        "build": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
-    }
+    entry = _entry(encoder.fingerprint, params.to_dict(), options)
     if options.passages is not None:
         entry["passages"] = build_passages(
             store.iter_fields(),
@@ -108,9 +138,57 @@ def build_passages(
         desc="embedding passages",
     )
     save_passages(folder / PASSAGES_DIR, layout, vectors, options)
+    return _passages_entry(len(layout.texts), encoder.fingerprint, options, batch_size)
+
+
+def _entry(fingerprint: str, index: dict[str, Any], options: VectorOptions) -> dict[str, Any]:
     return {
-        "count": len(layout.texts),
-        "encoder": encoder.fingerprint,
+        "encoder": fingerprint,
+        "document_text": "title. body, cut to the model window",
+        "index": index,
+        "build": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
+    }
+
+
+def _passages_entry(
+    count: int, fingerprint: str, options: PassageOptions, batch_size: int
+) -> dict[str, Any]:
+    return {
+        "count": count,
+        "encoder": fingerprint,
         "options": options.to_json(),
         "batch_size": batch_size,
     }
+
+
+def _from_precomputed(
+    folder: Path, store: DocStore, options: VectorOptions, pre: PrecomputedVectors
+) -> dict[str, Any]:
+    """The vector stage from vectors given in `pre`: checked against the build's documents,
+    indexed and saved, nothing embedded."""
+    if inputs_hash(_stored_ids(folder / "docs")) != pre.ids_sha256:
+        raise SnapshotError("precomputed vectors are for other documents (ids differ)")
+    vectors = pre.documents
+    index, params = build_vector_index(
+        vectors,
+        exact_max=options.exact_max,
+        hnsw_m=options.hnsw_m,
+        ef_construction=options.ef_construction,
+        ef_search=options.ef_search,
+    )
+    save_vector_index(index, folder / "vectors", vectors, params)
+    entry = _entry(pre.encoder, params.to_dict(), options)
+    if options.passages is not None:
+        if pre.passages is None:
+            raise SnapshotError("precomputed vectors lack the passages this build wants")
+        layout = layout_passages(store.iter_fields(), options.passages)
+        if pre.passages.shape[0] != len(layout.texts):
+            raise SnapshotError(
+                f"{pre.passages.shape[0]} precomputed passage vectors for "
+                f"{len(layout.texts)} passages"
+            )
+        save_passages(folder / PASSAGES_DIR, layout, pre.passages, options.passages)
+        entry["passages"] = _passages_entry(
+            len(layout.texts), pre.encoder, options.passages, options.passage_batch_size
+        )
+    return entry
