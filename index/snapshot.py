@@ -26,7 +26,9 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +37,7 @@ import numpy.typing as npt
 from tqdm import tqdm
 
 from index.analyzer import AnalyzerSettings
-from index.builder import build_keyword_index
+from index.builder import KeywordBuilder
 from index.docstore import DocStore, DocStoreWriter
 from index.errors import SnapshotError, SourceError
 from index.pipeline import Batch, analyzed_batches
@@ -70,9 +72,13 @@ class BuildOptions:
     """Embed the documents and index the vectors (`None`: a keyword-only snapshot)."""
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: Path, *, sync: bool = False) -> str:
+    """The file's checksum; `sync`: also flush it to disk (it is read anyway)."""
     with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        if sync:
+            os.fsync(fh.fileno())
+    return digest
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -90,13 +96,18 @@ def _fsync_tree(folder: Path) -> None:
 
 
 def _array_entries(folder: Path) -> dict[str, dict[str, Any]]:
+    """Dtype, shape and checksum of every array; files are checksummed (and synced) two at a
+    time, since hashing releases the GIL."""
+    paths = sorted(folder.rglob("*.npy"))
+    with ThreadPoolExecutor(2) as pool:
+        sums = list(pool.map(partial(_sha256, sync=True), paths))
     entries: dict[str, dict[str, Any]] = {}
-    for path in sorted(folder.rglob("*.npy")):
+    for path, digest in zip(paths, sums, strict=True):
         arr = np.load(path, mmap_mode="r")
         entries[path.relative_to(folder).as_posix()] = {
             "dtype": arr.dtype.str,
             "shape": list(arr.shape),
-            "sha256": _sha256(path),
+            "sha256": digest,
         }
     return entries
 
@@ -161,14 +172,22 @@ def write_snapshot(
             chunk_size=options.chunk_size,
             block_bytes=options.block_bytes,
         )
-        stats = build_keyword_index(batches, tmp, params=options.bm25, on_batch=on_batch)
+        builder = KeywordBuilder(options.bm25)
+        for batch, chunk in batches:
+            builder.add(chunk, len(batch))
+            on_batch(batch)
         bar.close()
         store = None
         writer.close()
         (tmp / "blocks").rmdir()
-        if stats.n_docs == 0:
+        if builder.n_docs == 0:
             raise SourceError("the source holds no valid document; nothing was indexed")
-        ids.save(tmp / "docs")
+        with ThreadPoolExecutor(1) as background:
+            # The store is complete: checksum and sync it while the postings are merged.
+            store_sum = background.submit(_sha256, tmp / "docs" / "store.sqlite", sync=True)
+            stats = builder.finish(tmp)
+            ids.save(tmp / "docs")
+            checksums = {"docs/store.sqlite": store_sum.result()}
         keyword_seconds = time.perf_counter() - started
         vectors = None
         if options.vectors is not None:
@@ -179,7 +198,7 @@ def write_snapshot(
             )
         arrays = _array_entries(tmp)
         files = {
-            name: {"sha256": _sha256(tmp / name)}
+            name: {"sha256": checksums.get(name) or _sha256(tmp / name)}
             for name in ("docs/store.sqlite", "vectors/hnsw.faiss")
             if (tmp / name).exists()
         }
