@@ -1,0 +1,150 @@
+"""Scoring the delta (documents written since the snapshot) as pure functions over arrays.
+
+The delta's postings live in segments, like Lucene's: each batch of documents a process applies
+becomes one small CSR segment (terms sorted, each term's postings by ascending slot), and
+segments of similar size are merged, so a query looks at O(log n) of them. A slot is a delta
+document's number; a replaced or deleted document keeps its slot and postings until a merge, and
+an `alive` mask hides it.
+
+Delta documents are scored with the same BM25 as the snapshot (Lucene's variant, weighted title)
+and with statistics over the corpus as it is now: N, average length and document frequencies of
+the snapshot minus its hidden rows plus the live delta documents, i.e. exactly what a fresh build
+of the same documents would use. Snapshot documents keep the impacts precomputed with the
+snapshot's statistics (recomputing them would mean rewriting every posting); the difference is
+measured in tests/test_live.py and shrinks to zero at each compaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from rankers.bm25 import idf, impacts, top_k
+
+__all__ = [
+    "Segment",
+    "add_segment",
+    "bm25_delta",
+    "merge_segments",
+    "merge_top_k",
+    "segment",
+    "term_postings",
+    "top_slots",
+]
+
+B = npt.NDArray[np.bool_]
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+class Segment(NamedTuple):
+    terms: I64
+    """Sorted distinct term numbers."""
+    ptr: I64
+    """CSR offsets: the postings of terms[i] are rows ptr[i]:ptr[i + 1]."""
+    slots: I64
+    tf: F32
+
+    @property
+    def size(self) -> int:
+        return int(self.slots.size)
+
+
+def segment(term: I64, slot: I64, tf: F32) -> Segment:
+    """A segment from postings in any order (stable: slots stay ascending within a term when
+    they come so)."""
+    order = np.argsort(term, kind="stable")
+    term, slot, tf = term[order], slot[order], tf[order]
+    starts = np.flatnonzero(np.diff(term, prepend=-1)) if term.size else np.empty(0, np.int64)
+    ptr = np.append(starts, term.size).astype(np.int64)
+    return Segment(term[starts].astype(np.int64), ptr, slot.astype(np.int64), tf.astype(np.float32))
+
+
+def _expand(seg: Segment) -> I64:
+    return np.repeat(seg.terms, np.diff(seg.ptr))
+
+
+def merge_segments(old: Segment, new: Segment, alive: B) -> Segment:
+    """One segment of both (`new` holds the later slots), without the postings of dead slots."""
+    term = np.concatenate([_expand(old), _expand(new)])
+    slot = np.concatenate([old.slots, new.slots])
+    tf = np.concatenate([old.tf, new.tf])
+    keep = alive[slot]
+    return segment(term[keep], slot[keep], tf[keep])
+
+
+def add_segment(segments: tuple[Segment, ...], new: Segment, alive: B) -> tuple[Segment, ...]:
+    """Append a segment, then merge the last two while the newer is at least half the older:
+    sizes then fall geometrically, so there are O(log n) segments and each posting is copied
+    O(log n) times."""
+    out = [*segments, new]
+    while len(out) >= 2 and 2 * out[-1].size >= out[-2].size:
+        newer = out.pop()
+        out[-1] = merge_segments(out[-1], newer, alive)
+    return tuple(out)
+
+
+def term_postings(segments: Sequence[Segment], term: int) -> tuple[I64, F32]:
+    """Slots and term frequencies of one term over all segments."""
+    slots: list[I64] = []
+    tfs: list[F32] = []
+    for seg in segments:
+        i = int(np.searchsorted(seg.terms, term))
+        if i < seg.terms.size and seg.terms[i] == term:
+            lo, hi = int(seg.ptr[i]), int(seg.ptr[i + 1])
+            slots.append(seg.slots[lo:hi])
+            tfs.append(seg.tf[lo:hi])
+    if not slots:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    return np.concatenate(slots), np.concatenate(tfs)
+
+
+def bm25_delta(
+    postings: Sequence[tuple[I64, F32]],
+    weights: Sequence[float],
+    other_df: Sequence[int],
+    alive: B,
+    doc_len: F32,
+    n_docs: int,
+    avg_len: float,
+    k1: float,
+    b: float,
+) -> tuple[F64, npt.NDArray[np.int64]]:
+    """BM25 of every delta slot for weighted query terms, and each term's delta df.
+
+    `postings[i]` are term i's (slots, tf) in the delta; dead slots are skipped and do not
+    count in its df. `other_df[i]` is its df in the rest of the corpus (the snapshot's live
+    rows), and `n_docs`, `avg_len` describe the whole corpus."""
+    scores = np.zeros(alive.size, dtype=np.float64)
+    dfs = np.zeros(len(postings), dtype=np.int64)
+    for i, ((slots, tf), weight) in enumerate(zip(postings, weights, strict=True)):
+        live = alive[slots]
+        slots, tf = slots[live], tf[live]
+        dfs[i] = slots.size
+        if slots.size == 0:
+            continue
+        term_idf = idf(np.array([other_df[i] + slots.size]), max(n_docs, 1))
+        imp = impacts(tf, doc_len[slots], avg_len, np.repeat(term_idf, slots.size), k1, b)
+        scores += np.bincount(slots, imp * np.float32(weight), minlength=alive.size)
+    return scores, dfs
+
+
+def merge_top_k(docs_a: I64, scores_a: F32, docs_b: I64, scores_b: F32, k: int) -> tuple[I64, F32]:
+    """The k best of two ranked lists of distinct documents, by score; equal scores keep the
+    lower document number first (snapshot rows before delta slots, numbered after them)."""
+    docs = np.concatenate([docs_a, docs_b]).astype(np.int64)
+    scores = np.concatenate([scores_a, scores_b]).astype(np.float32)
+    order = np.lexsort((docs, -scores))[: max(k, 0)]
+    return docs[order], scores[order]
+
+
+def top_slots(scores: F64, k: int) -> tuple[I64, F32]:
+    """The k best slots with a positive score, best first."""
+    best = top_k(scores, k)
+    chosen = scores[best]
+    keep = chosen > 0
+    return best[keep], chosen[keep].astype(np.float32)

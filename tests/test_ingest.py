@@ -1,0 +1,105 @@
+"""The write path's edges: request bodies to documents, and the idempotent embedding task."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from index.delta import DeltaLog
+from index.errors import SourceError
+from index.ingest import embed_document, embed_pending, parse_documents
+from index.passages import PassageOptions
+from index.types import Document
+from tests.fake_vectors import FakeEncoder
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    ("body", "ndjson", "ids"),
+    [
+        (b'{"id": "a", "title": "T", "text": "x"}', None, ["a"]),
+        (b'[{"id": "a", "text": "x"}, {"_id": "b", "title": "y"}]', None, ["a", "b"]),
+        (b'{"id": "a", "text": "x"}\n\n{"id": 7, "text": "y"}\n', None, ["a", "7"]),
+        (b'{"id": "a", "text": "x"}\n', True, ["a"]),
+        (b'{\n "id": "a",\n "text": "pretty"\n}', None, ["a"]),
+    ],
+)
+def test_parse_documents(body: bytes, ndjson: bool | None, ids: list[str]) -> None:
+    assert [d.id for d in parse_documents(body, ndjson=ndjson)] == ids
+
+
+@pytest.mark.parametrize(
+    ("body", "ndjson", "message"),
+    [
+        (b'{"id": "a", "text": "x"}\n{"id": "b", "text": ""}', None, "line 2: fields 'title'"),
+        (b'{"id": "a", "text": "x"}\n{oops}\n', None, "line 2: malformed JSON"),
+        (b'[{"id": "a", "text": "x"}, {"text": "y"}]', None, "item 1: field '_id' is missing"),
+        (b"{oops}", False, "malformed JSON"),
+        (b"[]", None, "no document"),
+        (b'{"id": "a", "title": 3}', None, "field 'title' must be a string"),
+    ],
+)
+def test_bad_bodies_name_the_record(body: bytes, ndjson: bool | None, message: str) -> None:
+    with pytest.raises(SourceError, match=message):
+        parse_documents(body, ndjson=ndjson)
+
+
+def test_embed_document_skips_what_is_stale_or_done(tmp_path: Path) -> None:
+    log = DeltaLog.open(tmp_path)
+    encoder, options = FakeEncoder(), PassageOptions()
+    log.append([Document("a", "Title", "One sentence here. And a second one here.")])
+    first = log.changes_since(0)[0]
+    log.append([Document("a", "Title", "Replaced.")])
+    assert not embed_document(log, encoder, "a", first.hash, options)  # replaced since
+    latest = log.latest("a")
+    assert latest is not None
+    assert embed_document(log, encoder, "a", latest.hash, options)
+    calls = encoder.encoded
+    assert not embed_document(log, encoder, "a", latest.hash, options)  # done already
+    assert encoder.encoded == calls
+    log.delete(["a"])
+    assert log.pending_embeddings() == []
+    assert not embed_document(log, encoder, "a", latest.hash, options)
+
+
+_KILLED_WORKER = """
+import os, signal, sys
+from pathlib import Path
+from index.delta import DeltaLog
+from index.ingest import embed_pending
+from index.passages import PassageOptions
+from tests.fake_vectors import FakeEncoder
+
+log = DeltaLog.open(Path(sys.argv[1]))
+def trace(sql):
+    # Inside put_vectors' transaction: the vectors row is written, its log entry not yet.
+    if sql.startswith("INSERT INTO log (op, id, hash) VALUES ('vectors'"):
+        os.kill(os.getpid(), signal.SIGKILL)
+log._conn().set_trace_callback(trace)
+embed_pending(log, FakeEncoder(), PassageOptions())
+"""
+
+
+def test_a_worker_killed_while_storing_vectors_embeds_exactly_once(tmp_path: Path) -> None:
+    log = DeltaLog.open(tmp_path)
+    log.append([Document(f"d{i}", f"Title {i}", f"Body number {i}. More text.") for i in range(3)])
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_KILLED_WORKER), str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    assert len(log.pending_embeddings()) == 3  # the killed transaction left nothing
+    assert embed_pending(log, FakeEncoder(), PassageOptions()) == 3  # the task, run again
+    assert embed_pending(log, FakeEncoder(), PassageOptions()) == 0
+    ops = [(c.op, c.id) for c in log.changes_since(3)]
+    assert sorted(ops) == [("vectors", "d0"), ("vectors", "d1"), ("vectors", "d2")]
+    stored = log.get_vectors((c.id, c.hash) for c in log.changes_since(0) if c.op == "upsert")
+    assert len(stored) == 3 and all(v.passages.shape == (2, 16) for v in stored.values())
