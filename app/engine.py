@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.params import SearchParams
-from app.payloads import hits_payload, phase_payload, query_payload
+from app.payloads import corrected_query, hits_payload, phase_payload, query_payload
 from index.snapshot import Snapshot, load_snapshot
 from rankers.keyword import KeywordRanker, QueryPlan
 from rankers.types import KeywordResult
@@ -133,7 +133,7 @@ class Engine:
             "keyword", self.version, params.q, k,
             self._hits(r.docs[:k], r.scores[:k]),
             **query_payload(r.corrections, r.expansion, r.unknown),
-            corrected_query=r.corrected_query,
+            corrected_query=corrected_query(params.q, r.corrections),
         )
 
     def encode(self, text: str) -> F32:

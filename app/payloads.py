@@ -5,6 +5,7 @@ Pure functions of their inputs; the documents are passed in already read from th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +15,10 @@ import numpy.typing as npt
 from index.types import Document
 from rankers.types import Correction, Expansion
 
-__all__ = ["SNIPPET_CHARS", "hits_payload", "phase_payload", "query_payload", "snippet"]
+__all__ = [
+    "SNIPPET_CHARS", "corrected_query", "hits_payload", "phase_payload", "query_payload",
+    "snippet",
+]
 
 SNIPPET_CHARS = 200
 
@@ -46,6 +50,20 @@ def hits_payload(
             "previous_rank": prev,
         })
     return hits
+
+
+def corrected_query(query: str, corrections: Sequence[Correction]) -> str | None:
+    """The query as the user typed it, with each corrected word replaced ("showing results
+    for ..."); None when nothing was corrected."""
+    if not corrections:
+        return None
+    out = query
+    for c in corrections:
+        pattern = re.compile(rf"(?<!\w){re.escape(c.original)}(?!\w)", re.IGNORECASE)
+        out, n = pattern.subn(c.corrected, out, count=1)
+        if n == 0:  # the analyzer saw the word differently (accents, apostrophes): append
+            out = f"{out} {c.corrected}"
+    return " ".join(out.split())
 
 
 def query_payload(

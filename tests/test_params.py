@@ -72,3 +72,21 @@ def test_cache_identity_ignores_case_and_spacing_but_not_completion() -> None:
     assert a.digest == b.digest
     assert b.digest != c.digest
     assert parse_search(qs(q="ﬁsh"), SETTINGS).digest == parse_search(qs(q="fish"), SETTINGS).digest
+
+
+@pytest.mark.parametrize(
+    ("query", "fixes", "expected"),
+    [
+        ("waterprof jaket for hiking", [("waterprof", "waterproof"), ("jaket", "jacket")],
+         "waterproof jacket for hiking"),
+        ("Espreso  machine", [("espreso", "espresso")], "espresso machine"),
+        ("tent", [], None),
+        ("café-noir", [("noir", "noire")], "café-noire"),
+    ],
+)
+def test_corrected_query_keeps_the_other_words(query: str, fixes: list[tuple[str, str]],
+                                                expected: str | None) -> None:
+    from app.payloads import corrected_query
+    from rankers.types import Correction
+
+    assert corrected_query(query, [Correction(a, b, 1) for a, b in fixes]) == expected
