@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.params import SearchParams
-from app.payloads import corrected_query, hits_payload, phase_payload, query_payload
+from app.payloads import SNIPPET_CHARS, corrected_query, hits_payload, phase_payload, query_payload
 from index.snapshot import Snapshot, load_snapshot
 from rankers.keyword import KeywordRanker, QueryPlan
 from rankers.types import KeywordResult
@@ -119,7 +119,7 @@ class Engine:
     # -- phases -------------------------------------------------------------------------
     def _hits(self, docs: npt.NDArray[np.int64], scores: F32,
               previous: npt.NDArray[np.int64] | None = None) -> list[dict[str, Any]]:
-        stored = self.snapshot.docs.get_many([int(d) for d in docs])
+        stored = self.snapshot.docs.get_display([int(d) for d in docs], SNIPPET_CHARS + 64)
         return hits_payload(docs, scores, stored, previous)
 
     def keyword_state(self, params: SearchParams, depth: int) -> KeywordState:

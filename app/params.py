@@ -7,8 +7,10 @@ invalid UTF-8 with U+FFFD: a client that sends broken bytes gets told so.
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 from dataclasses import dataclass
+from functools import cached_property
 from urllib.parse import parse_qsl
 
 from app.errors import ApiError
@@ -19,7 +21,7 @@ __all__ = ["SearchParams", "parse_search"]
 
 ALLOWED = frozenset({"q", "k", "prefix"})
 # C0/C1 control characters other than tab, newline and carriage return mark binary junk.
-_CONTROL = {c for c in range(0x20) if c not in (9, 10, 13)} | set(range(0x7F, 0xA0))
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class SearchParams:
     """Complete the last word (search as you type): true unless the query ends in a separator
     or `prefix=0` is given."""
 
-    @property
+    @cached_property
     def normalized(self) -> str:
         """The cache identity of the query: NFKC, casefolded, whitespace collapsed, plus
         whether the last word is completed (so "cat" and "cat " stay apart)."""
@@ -47,7 +49,7 @@ class SearchParams:
         k, prefix, q = member.split("\x00", 2)
         return cls(q, int(k), prefix == "1")
 
-    @property
+    @cached_property
     def digest(self) -> str:
         return hashlib.blake2b(self.normalized.encode(), digest_size=16).hexdigest()
 
@@ -93,7 +95,7 @@ def parse_search(query_string: bytes, settings: Settings) -> SearchParams:
     if len(q) > settings.max_query_chars:
         raise _bad("query_too_long",
                    f"q has {len(q)} characters; the limit is {settings.max_query_chars}", 414)
-    if any(ord(c) in _CONTROL for c in q):
+    if _CONTROL.search(q):
         raise _bad("invalid_query", "q contains control characters")
     k = _int("k", seen["k"], 1, settings.max_k) if "k" in seen else settings.default_k
     prefix = wants_prefix(q)

@@ -24,12 +24,13 @@ SNIPPET_CHARS = 200
 
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
-    """The start of a text, cut at a word boundary, with an ellipsis when it was cut."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text.rfind(" ", 0, limit)
-    return text[: cut if cut > limit // 2 else limit].rstrip(" ,;:.") + "…"
+    """The start of a text, cut at a word boundary, with an ellipsis when it was cut. Only a
+    bounded prefix is read: abstracts can be long and this runs for every hit."""
+    head = " ".join(text[: limit + 64].split())
+    if len(head) <= limit and len(text) <= limit + 64:
+        return head
+    cut = head.rfind(" ", 0, limit)
+    return head[: cut if cut > limit // 2 else limit].rstrip(" ,;:.") + "…"
 
 
 def hits_payload(

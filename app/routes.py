@@ -56,7 +56,7 @@ async def search(request: Request) -> Response:
     except PhaseError as exc:
         metrics.errors.labels(exc.code).inc()
         return JSONResponse({"error": exc.payload()}, status_code=503)
-    return JSONResponse(result.body(), headers=headers)
+    return Response(result.body(), media_type="application/json", headers=headers)
 
 
 async def search_stream(request: Request) -> Response:

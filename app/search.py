@@ -49,12 +49,23 @@ class PhaseError(Exception):
 
 @dataclass(frozen=True)
 class PhaseResult:
-    payload: dict[str, Any]
-    cached: bool
+    payload: dict[str, Any] | None
+    """A payload computed by this request; None when it came from the cache as `raw`."""
+    raw: bytes | None
+    """The cached JSON of the payload, sent as it is (no decoding and encoding again)."""
     took_ms: float
 
-    def body(self) -> dict[str, Any]:
-        return {**self.payload, "took_ms": round(self.took_ms, 3), "cached": self.cached}
+    @property
+    def cached(self) -> bool:
+        return self.raw is not None
+
+    def body(self) -> bytes:
+        """The payload's JSON with `took_ms` and `cached` added."""
+        took = round(self.took_ms, 3)
+        if self.raw is not None:
+            return self.raw[:-1] + b',"took_ms":%s,"cached":true}' % repr(took).encode()
+        assert self.payload is not None
+        return orjson.dumps({**self.payload, "took_ms": took, "cached": False})
 
 
 class Searcher:
@@ -84,14 +95,14 @@ class Searcher:
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    async def lookup(self, phases: list[str], params: SearchParams) -> dict[str, dict[str, Any]]:
-        """Cached payloads of several phases, in one round trip."""
+    async def lookup(self, phases: list[str], params: SearchParams) -> dict[str, bytes]:
+        """Cached payloads (their JSON) of several phases, in one round trip."""
         values = await self.cache.get_many([self.key(p, params) for p in phases])
         found = {}
         for phase, value in zip(phases, values, strict=True):
             self.metrics.cache_requests.labels(phase, "miss" if value is None else "hit").inc()
-            if value is not None:
-                found[phase] = orjson.loads(value)
+            if value is not None and value[:1] == b"{" and value[-1:] == b"}":
+                found[phase] = value
         return found
 
     # -- keyword ------------------------------------------------------------------------
@@ -107,7 +118,7 @@ class Searcher:
                 self._keyword_work, params, abandon_on_cancel=True
             )
 
-    async def keyword(self, params: SearchParams, cached: dict[str, Any] | None = None
+    async def keyword(self, params: SearchParams, cached: bytes | None = None
                       ) -> tuple[PhaseResult, KeywordState | None]:
         start = time.perf_counter()
         if cached is not None:
@@ -150,7 +161,7 @@ class Searcher:
         return result
 
     async def semantic(self, params: SearchParams, state: KeywordState | None,
-                       cached: dict[str, Any] | None = None) -> PhaseResult:
+                       cached: bytes | None = None) -> PhaseResult:
         start = time.perf_counter()
         if cached is not None:
             return self._done("semantic", cached, True, start)
@@ -176,7 +187,7 @@ class Searcher:
         return self._done("semantic", payload, False, start)
 
     # -- enhanced -----------------------------------------------------------------------
-    async def enhanced(self, params: SearchParams, cached: dict[str, Any] | None = None
+    async def enhanced(self, params: SearchParams, cached: bytes | None = None
                        ) -> PhaseResult:
         start = time.perf_counter()
         if cached is not None:
@@ -205,11 +216,13 @@ class Searcher:
         self._store(key, payload)
         return self._done("enhanced", payload, False, start)
 
-    def _done(self, phase: str, payload: dict[str, Any], cached: bool,
+    def _done(self, phase: str, payload: dict[str, Any] | bytes, cached: bool,
               start: float) -> PhaseResult:
         took = time.perf_counter() - start
         self.metrics.phase_seconds.labels(phase, "cache" if cached else "computed").observe(took)
-        return PhaseResult(payload, cached, took * 1000)
+        if isinstance(payload, bytes):
+            return PhaseResult(None, payload, took * 1000)
+        return PhaseResult(payload, None, took * 1000)
 
     async def flush(self) -> None:
         """Wait for the cache writes started so far."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import orjson
 from sse_starlette import ServerSentEvent
@@ -39,12 +38,10 @@ def resume_after(last_event_id: str | None, version: str) -> int:
     return min(int(seq), SEQUENCE["done"])
 
 
-def _event(name: str, version: str, data: dict[str, Any], retry: int | None) -> ServerSentEvent:
+def _event(name: str, version: str, data: bytes, retry: int | None,
+           phase: str | None = None) -> ServerSentEvent:
     return ServerSentEvent(
-        data=orjson.dumps(data).decode(),
-        event=name,
-        id=f"{version}.{SEQUENCE[name if name in SEQUENCE else data['phase']]}",
-        retry=retry,
+        data=data.decode(), event=name, id=f"{version}.{SEQUENCE[phase or name]}", retry=retry
     )
 
 
@@ -82,7 +79,7 @@ async def phase_events(searcher: Searcher, params: SearchParams, seen: int,
         errors.append(phase)
         all_cached = False
         searcher.metrics.errors.labels(failure.code).inc()
-        yield _event("error", version, failure.payload(), retry)
+        yield _event("error", version, orjson.dumps(failure.payload()), retry, phase)
         retry = None
     done = {
         "protocol": PROTOCOL,
@@ -92,4 +89,4 @@ async def phase_events(searcher: Searcher, params: SearchParams, seen: int,
         "total_ms": round((time.perf_counter() - start) * 1000, 3),
         "cached": all_cached and bool(timings),
     }
-    yield _event("done", version, done, retry)
+    yield _event("done", version, orjson.dumps(done), retry)

@@ -220,6 +220,19 @@ class DocStore:
         found = {r[0]: self._doc(r[1:]) for r in rows}
         return [found.get(i) for i in idxs]
 
+    def get_display(self, idxs: Sequence[int], text_chars: int = 400) -> list[Document | None]:
+        """What a result list shows: id, title and the start of the text, without the other
+        stored fields (their JSON is not parsed)."""
+        if not idxs:
+            return []
+        marks = ",".join("?" * len(idxs))
+        rows = self._rows(
+            f"SELECT idx, id, title, substr(text, 1, ?) FROM docs WHERE idx IN ({marks})",
+            [text_chars, *idxs],
+        )
+        found = {r[0]: Document(r[1], r[2], r[3]) for r in rows}
+        return [found.get(i) for i in idxs]
+
     def lookup(self, doc_id: str) -> int | None:
         rows = self._rows("SELECT idx FROM docs WHERE id = ?", (doc_id,))
         return int(rows[0][0]) if rows else None
