@@ -28,6 +28,7 @@ __all__ = [
     "Segment",
     "add_segment",
     "bm25_delta",
+    "merge_all",
     "merge_segments",
     "merge_top_k",
     "segment",
@@ -77,15 +78,29 @@ def merge_segments(old: Segment, new: Segment, alive: B) -> Segment:
     return segment(term[keep], slot[keep], tf[keep])
 
 
-def add_segment(segments: tuple[Segment, ...], new: Segment, alive: B) -> tuple[Segment, ...]:
+def add_segment(
+    segments: tuple[Segment, ...], new: Segment, alive: B, limit: int | None = None
+) -> tuple[Segment, ...]:
     """Append a segment, then merge the last two while the newer is at least half the older:
     sizes then fall geometrically, so there are O(log n) segments and each posting is copied
-    O(log n) times."""
+    O(log n) times. With `limit`, no merge makes a segment of more postings than that (the
+    caller merges those elsewhere: they are what makes a merge slow)."""
     out = [*segments, new]
     while len(out) >= 2 and 2 * out[-1].size >= out[-2].size:
+        if limit is not None and out[-1].size + out[-2].size > limit:
+            break
         newer = out.pop()
         out[-1] = merge_segments(out[-1], newer, alive)
     return tuple(out)
+
+
+def merge_all(segments: Sequence[Segment], alive: B) -> Segment:
+    """One segment of all (oldest first), without the postings of dead slots."""
+    term = np.concatenate([_expand(s) for s in segments])
+    slot = np.concatenate([s.slots for s in segments])
+    tf = np.concatenate([s.tf for s in segments])
+    keep = alive[slot]
+    return segment(term[keep], slot[keep], tf[keep])
 
 
 def term_postings(segments: Sequence[Segment], term: int) -> tuple[I64, F32]:
@@ -119,17 +134,21 @@ def bm25_delta(
     `postings[i]` are term i's (slots, tf) in the delta; dead slots are skipped and do not
     count in its df. `other_df[i]` is its df in the rest of the corpus (the snapshot's live
     rows), and `n_docs`, `avg_len` describe the whole corpus."""
-    scores = np.zeros(alive.size, dtype=np.float64)
-    dfs = np.zeros(len(postings), dtype=np.int64)
-    for i, ((slots, tf), weight) in enumerate(zip(postings, weights, strict=True)):
-        live = alive[slots]
-        slots, tf = slots[live], tf[live]
-        dfs[i] = slots.size
-        if slots.size == 0:
-            continue
-        term_idf = idf(np.array([other_df[i] + slots.size]), max(n_docs, 1))
-        imp = impacts(tf, doc_len[slots], avg_len, np.repeat(term_idf, slots.size), k1, b)
-        scores += np.bincount(slots, imp * np.float32(weight), minlength=alive.size)
+    n_terms = len(postings)
+    if n_terms == 0:
+        return np.zeros(alive.size, dtype=np.float64), np.zeros(0, dtype=np.int64)
+    # All terms at once: one gather, one impact computation and one bincount.
+    lengths = [slots.size for slots, _ in postings]
+    slots = np.concatenate([p[0] for p in postings])
+    tf = np.concatenate([p[1] for p in postings])
+    term = np.repeat(np.arange(n_terms), lengths)
+    live = alive[slots]
+    slots, tf, term = slots[live], tf[live], term[live]
+    dfs = np.bincount(term, minlength=n_terms).astype(np.int64)
+    term_idf = idf(np.asarray(other_df, dtype=np.int64) + dfs, max(n_docs, 1))
+    imp = impacts(tf, doc_len[slots], avg_len, term_idf[term], k1, b)
+    imp *= np.asarray(weights, dtype=np.float32)[term]
+    scores = np.asarray(np.bincount(slots, imp, minlength=alive.size), dtype=np.float64)
     return scores, dfs
 
 

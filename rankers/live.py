@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -30,9 +30,15 @@ from index.delta import Change, DeltaLog, StoredVectors
 from index.passages import PassageOptions, layout_passages, pair_norms
 from index.snapshot import Snapshot
 from index.types import Document
-from rankers.delta_score import Segment, add_segment, segment
+from rankers.delta_score import Segment, add_segment, merge_all, segment
 
 __all__ = ["DeltaView", "LiveIndex", "SlotPassages"]
+
+SYNC_MERGE_POSTINGS = 1 << 18
+"""Merges up to this size run while applying changes (a few milliseconds); larger ones run on
+a background thread, so a query that catches up never waits for one."""
+MAX_SEGMENTS = 8
+"""More segments than this start a background merge of them all."""
 
 B = npt.NDArray[np.bool_]
 F32 = npt.NDArray[np.float32]
@@ -111,7 +117,12 @@ class LiveIndex:
     never waits."""
 
     def __init__(
-        self, snapshot: Snapshot, analyzer: Analyzer | None = None, *, base_seq: int | None = None
+        self,
+        snapshot: Snapshot,
+        analyzer: Analyzer | None = None,
+        *,
+        base_seq: int | None = None,
+        sync_merge: int = SYNC_MERGE_POSTINGS,
     ) -> None:
         self.snapshot = snapshot
         self.analyzer = analyzer or Analyzer(snapshot.analyzer)
@@ -129,6 +140,8 @@ class LiveIndex:
         self._chunks = ChunkAnalyzer(snapshot.analyzer, self.params.title_weight)
         self._lock = threading.Lock()
         self._polled = 0.0
+        self._merging: threading.Thread | None = None
+        self._sync_merge = sync_merge
         self._snap_len = float(np.sum(snapshot.arrays["keyword/doc_len.npy"], dtype=np.float64))
         self._slot_of: dict[str, int] = {}
         self._slot_hash: list[str] = []
@@ -250,7 +263,8 @@ class LiveIndex:
             self._live_len += float(np.sum(chunk.doc_len, dtype=np.float64))
             term = np.repeat(chunk.run_term.astype(np.int64), chunk.run_len)
             slots = chunk.post_doc.astype(np.int64) + first_slot
-            segments = add_segment(segments, segment(term, slots, chunk.post_tf), alive)
+            new = segment(term, slots, chunk.post_tf)
+            segments = add_segment(segments, new, alive, self._sync_merge)
         self._live_len -= float(np.sum(self._doc_len[dead], dtype=np.float64))
         tomb, tomb_df, n_tomb = old.tomb, old.tomb_df, old.n_tomb
         if hide:
@@ -273,6 +287,31 @@ class LiveIndex:
             self._snap_len - self._hidden_len + self._live_len, tomb_df,
             embedded, self._vectors, self._passages, self._docs,
         )  # fmt: skip
+        if len(segments) > MAX_SEGMENTS and self._merging is None:
+            self._merging = threading.Thread(target=self._merge, name="delta-merge", daemon=True)
+            self._merging.start()
+
+    def _merge(self) -> None:
+        """Merge the segments of the current view into one, outside the lock, then swap it in
+        for them (segments added meanwhile stay after it)."""
+        try:
+            view = self._view
+            merged = merge_all(view.segments, view.alive)
+            with self._lock:
+                now = self._view
+                n = len(view.segments)
+                if len(now.segments) >= n and all(
+                    a is b for a, b in zip(now.segments, view.segments, strict=False)
+                ):
+                    self._view = replace(now, segments=(merged, *now.segments[n:]))
+        finally:
+            self._merging = None
+
+    def wait_for_merge(self, timeout: float | None = None) -> None:
+        """Wait for a background merge (tests, benchmarks, shutdown)."""
+        thread = self._merging
+        if thread is not None:
+            thread.join(timeout)
 
     def _analyze(self, titles: list[str], texts: list[str]) -> AnalyzedChunk:
         chunk = self._chunks.analyze(titles, texts)

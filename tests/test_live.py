@@ -14,7 +14,7 @@ from index.ingest import embed_pending, passage_options
 from index.snapshot import BuildOptions, Snapshot, load_snapshot, write_snapshot
 from index.sources import document_from_record
 from index.types import Document
-from rankers.delta_score import add_segment, merge_top_k, segment, term_postings
+from rankers.delta_score import add_segment, merge_all, merge_top_k, segment, term_postings
 from rankers.enhance import EnhancedRanker, EnhanceSettings
 from rankers.keyword import KeywordRanker
 from rankers.live import LiveIndex
@@ -139,8 +139,8 @@ def test_merge_top_k(
     assert np.all(np.diff(scores) <= 0)
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_segments_keep_every_live_posting(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "limit"), [(0, None), (1, None), (2, 100), (3, 10**6)])
+def test_segments_keep_every_live_posting(seed: int, limit: int | None) -> None:
     rng = np.random.default_rng(seed)
     segments: tuple = ()  # type: ignore[type-arg]
     alive = np.zeros(0, dtype=bool)
@@ -154,15 +154,40 @@ def test_segments_keep_every_live_posting(seed: int) -> None:
         slots = np.sort(rng.integers(slot, slot + n, size=4 * n))
         tf = rng.random(4 * n).astype(np.float32)
         postings += zip(term.tolist(), slots.tolist(), tf.tolist(), strict=True)
-        segments = add_segment(segments, segment(term, slots, tf), alive)
+        segments = add_segment(segments, segment(term, slots, tf), alive, limit)
         slot += n
-    assert len(segments) <= 6
+    assert len(segments) <= (6 if limit is None or limit > 1000 else 12)
+    if limit is not None and limit < 1000:
+        segments = (merge_all(segments, alive),)
     for t in range(8):
         got_slots, got_tf = term_postings(segments, t)
         live = alive[got_slots]
         want = [(s, f) for term, s, f in postings if term == t and alive[s]]
         got = list(zip(got_slots[live].tolist(), got_tf[live].tolist(), strict=True))
         np.testing.assert_allclose(np.array(sorted(got)), np.array(sorted(want)), rtol=1e-6)
+
+
+def test_background_merges_keep_the_results(tmp_path: Path) -> None:
+    base, added = corpus()
+    snap = load_snapshot(write_snapshot(base, tmp_path, BuildOptions(workers=1)))
+    live = LiveIndex(snap, sync_merge=200)  # larger merges go to the background
+    search = LiveSearch(live, KeywordRanker(snap))
+    log = DeltaLog.open(tmp_path)
+    most = 0
+    for i, doc in enumerate(added * 3):  # one document per batch: many small segments
+        log.append([Document(f"{doc.id}-{i}", doc.title, doc.text)])
+        live.refresh(log)
+        most = max(most, len(live.view().segments))
+        live.wait_for_merge()
+    assert most > 8 and len(live.view().segments) <= 8
+    before = [search.search(q, 20) for q in QUERIES]
+    live.apply([], through=live.seq)  # nothing new: the view is the same
+    fresh = LiveIndex(snap)
+    fresh.apply(log.changes_since(0))
+    for q, got in zip(QUERIES, before, strict=True):
+        want = LiveSearch(fresh, KeywordRanker(snap)).search(q, 20)
+        assert got.docs.tolist() == want.docs.tolist()
+        np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)
 
 
 def test_version_changes_with_every_write(tmp_path: Path) -> None:
