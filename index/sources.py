@@ -74,6 +74,8 @@ def _resolve(path: Path, fmt: str) -> tuple[Path, str]:
 
 def _as_text(record: dict[str, Any], name: str) -> str:
     value = record.get(name, "")
+    if type(value) is str:  # the common case, first
+        return value
     if value is None:
         return ""
     if not isinstance(value, str):
@@ -81,19 +83,16 @@ def _as_text(record: dict[str, Any], name: str) -> str:
     return value
 
 
-def _blank(text: str) -> bool:
-    # `not text.strip()` without copying the text: strip and isspace share one definition.
-    return not text or text.isspace()
-
-
 def _record_fields(
     record: Any, id_field: str, title_field: str, text_field: str
 ) -> tuple[str, str, str, dict[str, Any]]:
-    """Check one record: its id, title, text and other fields; `ValueError` names the bad field."""
+    """Check one record: its id, title, text and other fields; `ValueError` names the bad field.
+
+    Called once per document of a build, so the common case is kept to a few cheap tests."""
     if not isinstance(record, dict):
         raise ValueError(f"a document must be a JSON object, got {type(record).__name__}")
     raw_id = record.get(id_field)
-    if isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
+    if not isinstance(raw_id, str) and (not isinstance(raw_id, int) or isinstance(raw_id, bool)):
         raise ValueError(f"field {id_field!r} is missing or not a string")
     doc_id = str(raw_id).strip()
     if not doc_id:
@@ -102,8 +101,12 @@ def _record_fields(
         raise ValueError(f"field {id_field!r} is longer than {MAX_ID_CHARS} characters")
     title = _as_text(record, title_field)
     text = _as_text(record, text_field)
-    if _blank(title) and _blank(text):
+    # `not x.strip()`, without copying the text: strip and isspace share one definition.
+    if (not title or title.isspace()) and (not text or text.isspace()):
         raise ValueError(f"fields {title_field!r} and {text_field!r} are both empty")
+    distinct = id_field != title_field != text_field != id_field
+    if len(record) == 3 and distinct and title_field in record and text_field in record:
+        return doc_id, title, text, {}  # nothing else in the record
     extra = {
         k: v for k, v in record.items() if k != id_field and k != title_field and k != text_field
     }
@@ -141,10 +144,12 @@ class Block:
                 pos = fh.tell()
                 if pos >= self.end:
                     return b""
-                data = fh.read(self.end - pos)
-                if data and not data.endswith(b"\n"):
-                    data += fh.readline()
-                return data
+                # Find where the line running over `end` stops, then read once (appending to a
+                # large bytes object would copy it).
+                fh.seek(self.end - 1)
+                stop = self.end - 1 + len(fh.readline())
+                fh.seek(pos)
+                return fh.read(stop - pos)
         except OSError as exc:
             raise SourceError(f"cannot read: {exc}", path=self.path) from exc
 
