@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,12 +25,21 @@ import orjson
 
 from index.delta import Change, DeltaLog
 from index.embedding import DocumentEncoder, document_text
-from index.errors import SourceError
+from index.errors import ModelError, SourceError
 from index.passages import PassageOptions, layout_passages
 from index.sources import document_from_record
 from index.types import Document
 
-__all__ = ["embed_document", "embed_pending", "parse_documents", "passage_options"]
+if TYPE_CHECKING:
+    from rankers.encoder import Encoder
+
+__all__ = [
+    "embed_document",
+    "embed_pending",
+    "load_document_encoder",
+    "parse_documents",
+    "passage_options",
+]
 
 
 def _records(body: bytes, ndjson: bool | None) -> list[tuple[str, Any]]:
@@ -73,6 +82,27 @@ def passage_options(manifest: dict[str, Any]) -> PassageOptions | None:
     """The passage options of a snapshot (None when it has no passages)."""
     entry = ((manifest.get("vectors") or {}).get("passages") or {}).get("options")
     return PassageOptions(entry["title"], entry["dtype"]) if entry else None
+
+
+def load_document_encoder(manifest: dict[str, Any]) -> Encoder:
+    """The encoder a snapshot's document vectors were made with, for its delta's: vectors of
+    another encoder are not comparable, so the live index ignores them and compaction waits
+    for the right ones. Loads the query model only; the document model loads on first use."""
+    from index.compact import build_options
+    from rankers.encoder import Encoder, EncoderConfig
+
+    options = build_options(manifest).vectors
+    if options is None:
+        raise ModelError("this snapshot has no vectors: its documents are not embedded")
+    encoder = Encoder.load(
+        EncoderConfig(kind=options.kind, threads=options.threads, cache_dir=options.cache_dir)
+    )
+    if encoder.fingerprint != manifest["vectors"]["encoder"]:
+        raise ModelError(
+            f"the snapshot was embedded by {manifest['vectors']['encoder']!r}; "
+            f"this encoder is {encoder.fingerprint!r}"
+        )
+    return encoder
 
 
 def _embed(

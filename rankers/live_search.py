@@ -19,6 +19,7 @@ snapshot ranker's own call.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -26,22 +27,17 @@ import numpy.typing as npt
 from index.passages import passage_text
 from rankers.bm25 import idf, top_k
 from rankers.delta_score import bm25_delta, merge_top_k, term_postings, top_slots
-from rankers.enhance import (
-    EnhancedRanker,
-    EnhancedResult,
-    combine,
-    gather_segments,
-    highlight_rows,
-    mark_terms,
-    pair_sims,
-    passage_scores,
-)
 from rankers.fusion import fuse, linear_aligned, previous_ranks
 from rankers.keyword import KeywordRanker, QueryPlan
 from rankers.live import DeltaView, LiveIndex
-from rankers.semantic import FusionSettings, SemanticRanker, SemanticResult
 from rankers.taat import score_docs
 from rankers.types import KeywordResult
+
+if TYPE_CHECKING:
+    # The semantic and enhanced rankers pull in FAISS: imported where those phases run, so a
+    # process answering keyword queries does not load it.
+    from rankers.enhance import EnhancedRanker, EnhancedResult
+    from rankers.semantic import FusionSettings, SemanticRanker, SemanticResult
 
 __all__ = ["LivePlan", "LiveSearch", "fuse_candidates"]
 
@@ -205,6 +201,8 @@ class LiveSearch:
         k: int,
     ) -> SemanticResult:
         """`SemanticRanker.fuse` over the live corpus (`keyword` from `run`)."""
+        from rankers.semantic import SemanticResult
+
         view = self.live.view()
         if view.empty:
             return semantic.fuse(plan, keyword, query_vector, k)
@@ -242,6 +240,14 @@ class LiveSearch:
         """`EnhancedRanker.rerank` over the live corpus (`semantic` from `fuse`, run with k =
         its candidate depth). Highlights of delta documents have no row in the snapshot's
         passages: their `passages` entry is -1."""
+        from rankers.enhance import (
+            EnhancedResult,
+            combine,
+            highlight_rows,
+            mark_terms,
+            passage_scores,
+        )
+
         view = self.live.view()
         if view.empty:
             return enhanced.rerank("", plan, keyword, query_vector, semantic, k)
@@ -312,6 +318,8 @@ class _Layout:
     `rankers.enhance.gather_segments` lays out the snapshot's), with their cosines."""
 
     def __init__(self, enhanced: EnhancedRanker, docs: I64, q: F32, view: DeltaView) -> None:
+        from rankers.enhance import gather_segments, pair_sims
+
         self.enhanced, self.view, self.docs = enhanced, view, docs
         snap = docs < view.n_snapshot
         self.rows, soff = gather_segments(enhanced.ptr, docs[snap])

@@ -103,3 +103,43 @@ def test_a_worker_killed_while_storing_vectors_embeds_exactly_once(tmp_path: Pat
     assert sorted(ops) == [("vectors", "d0"), ("vectors", "d1"), ("vectors", "d2")]
     stored = log.get_vectors((c.id, c.hash) for c in log.changes_since(0) if c.op == "upsert")
     assert len(stored) == 3 and all(v.passages.shape == (2, 16) for v in stored.values())
+
+
+@pytest.mark.model
+def test_a_written_document_is_found_by_meaning_once_embedded(
+    sample_root: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from index.ingest import load_document_encoder, passage_options
+    from index.snapshot import load_snapshot
+    from rankers.enhance import EnhancedRanker
+    from rankers.keyword import KeywordRanker
+    from rankers.live import LiveIndex
+    from rankers.live_search import LiveSearch
+    from rankers.semantic import SemanticRanker
+
+    root = shutil.copytree(sample_root, tmp_path / "index")  # the fixture is shared
+    snap = load_snapshot(root)
+    encoder = load_document_encoder(snap.manifest)
+    log = DeltaLog.open(root)
+    new = Document("p99", "Feline scratching tower", "A sisal post where cats sharpen claws.")
+    log.append([new])
+    live = LiveIndex.open(snap, log)
+    keyword = KeywordRanker(snap)
+    search = LiveSearch(live, keyword)
+    semantic = SemanticRanker(snap, keyword, encoder)
+    query = "somewhere for my kitten to scratch"
+    plan = search.plan(query)
+    vector = encoder.encode_query(query)
+    before = search.fuse(semantic, plan, search.run(plan, 100), vector, 10)
+    assert live.lookup("p99") not in before.docs.tolist()  # not embedded yet
+    assert embed_pending(log, encoder, passage_options(snap.manifest)) == 1
+    live.refresh(log)
+    after = search.fuse(semantic, plan, search.run(plan, 100), vector, 100)
+    assert after.docs[0] == live.lookup("p99")
+    enhanced = search.rerank(
+        EnhancedRanker(snap, keyword), plan, search.run(plan, 100), vector, after, 5
+    )
+    assert enhanced.docs[0] == live.lookup("p99")
+    assert enhanced.highlights[0] == "A sisal post where cats sharpen claws."
