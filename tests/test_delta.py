@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import signal
 import sqlite3
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +110,28 @@ def test_the_file_is_outside_version_folders(tmp_path: Path) -> None:
     DeltaLog.open(tmp_path).append([doc(0)])
     conn = sqlite3.connect(tmp_path / DELTA_FILE)
     assert conn.execute("SELECT count(*) FROM log").fetchone()[0] == 1
+
+
+_KILLED_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from index.delta import DeltaLog
+from index.types import Document
+
+seq = DeltaLog.open(Path(sys.argv[1])).append([Document(f"k{i}", "t", "x") for i in range(50)])
+print(seq, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # acknowledged, then gone at once
+"""
+
+
+def test_an_acknowledged_batch_survives_a_killed_writer(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_KILLED_WRITER), str(tmp_path)],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    log = DeltaLog.open(tmp_path)
+    assert log.last_seq() == int(proc.stdout) == 50
+    assert [c.id for c in log.changes_since(0)] == [f"k{i}" for i in range(50)]
