@@ -196,7 +196,9 @@ class LiveIndex:
             changes = log.changes_since(self._view.seq)
             keys = [(c.id, c.hash) for c in changes if c.op != "delete"]
             vectors = log.get_vectors(keys) if self.encoder and keys else {}
-            self._apply(changes, vectors, last)
+            # Writes may have landed since `last` was read: the view's seq is the last change
+            # applied, never less, or the next refresh would apply those again.
+            self._apply(changes, vectors, max([last, *(c.seq for c in changes[-1:])]))
             return True
 
     def apply(

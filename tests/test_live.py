@@ -261,3 +261,24 @@ def test_semantic_phase_sees_delta_documents_once_embedded(
     assert got_e.highlights[0] == "<mark>Sleep</mark> helps the brain."
     assert got_e.passages[0] == -1  # a delta document has no row in the snapshot's passages
     np.testing.assert_allclose(got_e.scores, want_e.scores, rtol=1e-5, atol=1e-6)
+
+
+def test_writes_landing_during_a_refresh_are_applied_once(tmp_path: Path) -> None:
+    """Regression: the view's seq is the last change applied, even when the log grew between
+    reading its last seq and reading the changes."""
+    base, added = corpus()
+    snap = load_snapshot(write_snapshot(base, tmp_path, BuildOptions(workers=1)))
+    log = DeltaLog.open(tmp_path)
+    log.append(added[:1])
+
+    class Racing(DeltaLog):
+        def last_seq(self) -> int:
+            seen = super().last_seq()
+            log.append(added[1:2])  # lands after the poll, before the read
+            return seen
+
+    live = LiveIndex(snap)
+    assert live.refresh(Racing(log.path))
+    assert live.seq == 2 and live.view().n_slots == 2
+    live.refresh(log)
+    assert live.view().n_slots == 2 and live.view().n_docs == 202
