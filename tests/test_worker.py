@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.redis_server import PrivateRedis, private_redis
-from tests.server_process import ServerProcess, running_server
+from tests.server_process import running_server
 from tests.sse import read_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
