@@ -23,7 +23,7 @@ from typing import Any
 from index.analyzer import AnalyzerSettings
 from index.chunk import AnalyzedChunk, ChunkAnalyzer
 from index.docstore import read_block, write_block
-from index.sources import Block, RecordParser, Records, SourceReader
+from index.sources import BLOCK_BYTES, Block, RecordParser, Records, SourceReader
 from index.types import Document
 
 __all__ = ["Batch", "analyzed_batches"]
@@ -145,7 +145,7 @@ def analyzed_batches(
     *,
     workers: int = 2,
     chunk_size: int = 20_000,
-    block_bytes: int = 32 << 20,
+    block_bytes: int = BLOCK_BYTES,
 ) -> Iterator[tuple[Batch, AnalyzedChunk]]:
     """The documents with their postings, chunk by chunk, in source order. Block files go to
     the folder `scratch`; the document store removes each once it has copied it."""

@@ -41,6 +41,7 @@ from index.builder import KeywordBuilder
 from index.docstore import DocStore, DocStoreWriter
 from index.errors import SnapshotError, SourceError
 from index.pipeline import Batch, analyzed_batches
+from index.sources import BLOCK_BYTES
 from index.types import Document
 from rankers.bm25 import BM25Params
 
@@ -65,7 +66,7 @@ class BuildOptions:
     workers: int = 2
     chunk_size: int = 20_000
     """Documents per chunk, for sources read as documents (CSV, or any iterable)."""
-    block_bytes: int = 32 << 20
+    block_bytes: int = BLOCK_BYTES
     """Bytes per block, for JSON Lines sources (parsed in the worker processes)."""
     progress: bool = False
     vectors: VectorOptions | None = None
