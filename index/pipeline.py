@@ -120,8 +120,9 @@ def _jobs(
 def _run(
     jobs: Iterator[_Job], pool: cf.ProcessPoolExecutor | ChunkAnalyzer, workers: int
 ) -> Iterator[tuple[list[Document] | None, Any]]:
-    """Results in job order, with at most `workers + 1` jobs in flight (bounded memory); in
-    this process when `pool` is an analyzer."""
+    """Results in job order, run in this process when `pool` is an analyzer. At most
+    `2 * workers` jobs are in flight: memory stays bounded, and a worker that finishes early
+    finds its next job waiting."""
     if isinstance(pool, ChunkAnalyzer):
         for kept, fn, args in jobs:
             yield kept, fn(*args, analyzer=pool)
@@ -129,7 +130,7 @@ def _run(
     pending: deque[tuple[list[Document] | None, cf.Future[Any]]] = deque()
     for kept, fn, args in jobs:
         pending.append((kept, pool.submit(fn, *args)))
-        if len(pending) > workers:
+        if len(pending) >= 2 * workers:
             kept, fut = pending.popleft()
             yield kept, fut.result()
     while pending:
