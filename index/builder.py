@@ -8,7 +8,7 @@ copied straight to its place in the CSR arrays.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -145,8 +145,11 @@ class KeywordBuilder:
         self._doc_lens.append(chunk.doc_len)
         self.n_docs += n_docs
 
-    def finish(self, folder: Path, threads: int = 2) -> KeywordStats:
-        """Writes `folder/keyword/*.npy` and `folder/vocab/*.npy`."""
+    def finish(
+        self, folder: Path, threads: int = 2, on_saved: Callable[[Path], None] | None = None
+    ) -> KeywordStats:
+        """Writes `folder/keyword/*.npy` and `folder/vocab/*.npy`; `on_saved` is told as soon as
+        each of the two large postings files is written (to checksum and sync it meanwhile)."""
         parts, n_docs = self._parts, self.n_docs
         all_df = np.zeros(len(self._terms.ids), dtype=np.int64)
         for part in parts:
@@ -185,6 +188,8 @@ class KeywordBuilder:
         del parts, dests
         np.save(kw / "post_doc.npy", post_doc)
         del post_doc
+        if on_saved is not None:
+            on_saved(kw / "post_doc.npy")
         max_imp = (
             np.maximum.reduceat(post_imp, ptr[:-1][df > 0])
             if n_postings
@@ -194,6 +199,8 @@ class KeywordBuilder:
         term_max[df > 0] = max_imp
         np.save(kw / "post_imp.npy", post_imp)
         del post_imp
+        if on_saved is not None:
+            on_saved(kw / "post_imp.npy")
 
         np.save(kw / "term_ptr.npy", ptr)
         np.save(kw / "term_df.npy", df.astype(np.int32))

@@ -96,16 +96,19 @@ def _fsync_tree(folder: Path) -> None:
         os.close(fd)
 
 
-def _array_entries(folder: Path) -> dict[str, dict[str, Any]]:
-    """Dtype, shape and checksum of every array; files are checksummed (and synced) two at a
-    time, since hashing releases the GIL."""
+def _array_entries(folder: Path, known: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Dtype, shape and checksum of every array (`known`: checksums taken already, by name);
+    files are checksummed (and synced) two at a time, since hashing releases the GIL."""
     paths = sorted(folder.rglob("*.npy"))
+    names = [path.relative_to(folder).as_posix() for path in paths]
+    todo = [path for path, name in zip(paths, names, strict=True) if name not in known]
     with ThreadPoolExecutor(2) as pool:
-        sums = list(pool.map(partial(_sha256, sync=True), paths))
+        sums = dict(zip(todo, pool.map(partial(_sha256, sync=True), todo), strict=True))
     entries: dict[str, dict[str, Any]] = {}
-    for path, digest in zip(paths, sums, strict=True):
+    for path, name in zip(paths, names, strict=True):
+        digest = known[name] if name in known else sums[path]
         arr = np.load(path, mmap_mode="r")
-        entries[path.relative_to(folder).as_posix()] = {
+        entries[name] = {
             "dtype": arr.dtype.str,
             "shape": list(arr.shape),
             "sha256": digest,
@@ -183,12 +186,21 @@ def write_snapshot(
         (tmp / "blocks").rmdir()
         if builder.n_docs == 0:
             raise SourceError("the source holds no valid document; nothing was indexed")
-        with ThreadPoolExecutor(1) as background:
-            # The store is complete: checksum and sync it while the postings are merged.
-            store_sum = background.submit(_sha256, tmp / "docs" / "store.sqlite", sync=True)
-            stats = builder.finish(tmp)
+        with ThreadPoolExecutor(2) as background:
+            # Checksum and sync each large file as soon as it is complete (the store now, the
+            # postings as they are written), while the rest of the index is computed.
+            sums = {
+                "docs/store.sqlite": background.submit(
+                    _sha256, tmp / "docs" / "store.sqlite", sync=True
+                )
+            }
+
+            def on_saved(path: Path) -> None:
+                sums[path.relative_to(tmp).as_posix()] = background.submit(_sha256, path, sync=True)
+
+            stats = builder.finish(tmp, on_saved=on_saved)
             ids.save(tmp / "docs")
-            checksums = {"docs/store.sqlite": store_sum.result()}
+            checksums = {name: fut.result() for name, fut in sums.items()}
         keyword_seconds = time.perf_counter() - started
         vectors = None
         if options.vectors is not None:
@@ -197,7 +209,7 @@ def write_snapshot(
             vectors = build_vectors(
                 tmp, root / WORK, options.vectors, options.progress, precomputed
             )
-        arrays = _array_entries(tmp)
+        arrays = _array_entries(tmp, checksums)
         files = {
             name: {"sha256": checksums.get(name) or _sha256(tmp / name)}
             for name in ("docs/store.sqlite", "vectors/hnsw.faiss")
