@@ -115,7 +115,7 @@ def test_eval_reports_every_phase(tmp_path: Path, capsys: pytest.CaptureFixture[
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "ix"), "--dataset", str(data), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert set(metrics) == {"keyword", "semantic", "dense"}
+    assert set(metrics) == {"keyword", "semantic", "dense", "enhanced"}
     # q1 shares no word with its answer: only the phases that use meaning can find it.
     assert metrics["dense"]["recall@100"] == 1.0
     assert metrics["semantic"]["ndcg@10"] > metrics["keyword"]["ndcg@10"]
