@@ -27,6 +27,12 @@
 #include <stdint.h>
 #include <string.h>
 
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
+
 #if PY_VERSION_HEX >= 0x030D0000
 /* Newer Pythons hide the casefold table; non-ASCII text then always goes through `normalize`. */
 #define HAVE_FOLD 0
@@ -405,15 +411,15 @@ count_words(Counter *self, Chunk *c, int title, double *doc_len)
     double len_w = title ? c->title_len_w : 1.0;
     for (size_t k = 0; k < n; k++) {
         if (k + AHEAD < n) {
-            __builtin_prefetch(&self->table[refs[k + AHEAD].hash & self->mask]);
+            PREFETCH(&self->table[refs[k + AHEAD].hash & self->mask]);
         }
         if (k + AHEAD / 2 < n) {
             /* The bucket asked for above has likely arrived: ask for its term's counters. */
             const Bucket *p = &self->table[refs[k + AHEAD / 2].hash & self->mask];
             if (p->len != 0) {
-                __builtin_prefetch(self->arena + p->off);
+                PREFETCH(self->arena + p->off);
                 if (p->term >= 0) {
-                    __builtin_prefetch(&self->terms[p->term]);
+                    PREFETCH(&self->terms[p->term]);
                 }
             }
         }

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from index import builder
 from index.builder import KeywordBuilder
+from index.snapshot import BuildOptions, load_snapshot, write_snapshot
+from index.sources import open_source
 from rankers.bm25 import BM25Params, impacts
+from tests.conftest import make_corpus, write_jsonl
 
 place = pytest.importorskip("index._wordcount").place
 
@@ -52,3 +58,13 @@ def test_place_refuses_out_of_range_input() -> None:
         place(out_doc, out_imp, np.array([0]), np.array([3], np.int32), one[0], bad, one[2], dl)
     with pytest.raises(ValueError, match="add up"):
         place(out_doc, out_imp, np.array([0]), np.array([2], np.int32), *one, dl)
+
+
+def test_numpy_placement_builds_the_same_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_jsonl(tmp_path / "corpus.jsonl", make_corpus(200, seed=8))
+    native = load_snapshot(write_snapshot(open_source(tmp_path), tmp_path / "a", BuildOptions()))
+    monkeypatch.setattr(builder, "_native_place", None)
+    numpy = load_snapshot(write_snapshot(open_source(tmp_path), tmp_path / "b", BuildOptions()))
+    assert native.manifest["arrays"] == numpy.manifest["arrays"]
