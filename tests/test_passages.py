@@ -17,6 +17,7 @@ from index.passages import (
     layout_passages,
     pair_norms,
     passage_text,
+    quantize,
     save_passages,
     split_sentences,
 )
@@ -156,16 +157,29 @@ def test_build_passages_writes_arrays_and_reuses_the_embedding(tmp_path: Path) -
     folder = tmp_path / "v1" / "passages"
     ptr = np.load(folder / "ptr.npy")
     vectors = np.load(folder / "vectors.npy")
-    assert ptr.tolist() == [0, 3, 5] and vectors.dtype == np.float16 and vectors.shape == (5, 8)
+    assert ptr.tolist() == [0, 3, 5] and vectors.dtype == np.int8 and vectors.shape == (5, 8)
     blob, spans = np.load(folder / "text.npy"), np.load(folder / "span.npy")
     assert passage_text(blob, spans[4]) == "Short."
-    np.testing.assert_allclose(np.linalg.norm(vectors.astype(np.float32), axis=1), 1, atol=1e-3)
+    restored = vectors.astype(np.float32) * np.load(folder / "scale.npy")[:, None]
+    np.testing.assert_allclose(np.linalg.norm(restored, axis=1), 1, atol=1e-2)
     pair = np.load(folder / "pair_norm.npy")
     assert pair[1] > 0 and pair[[0, 2, 3, 4]].tolist() == [0, 0, 0, 0]
     assert encoder.encoded == 5
     # Same passages, same encoder: the finished embedding in the work folder is reused.
     build_passages(fields, tmp_path / "v2", work, encoder, PassageOptions(), 2, False)
     assert encoder.encoded == 5
+
+
+@pytest.mark.parametrize("dtype", ["int8", "float16", "float32"])
+def test_quantized_cosines_stay_close(dtype: str) -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(200, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    q = vectors[0]
+    stored, scale = quantize(vectors, dtype)
+    assert stored.dtype == np.dtype(dtype) and scale.shape == (200,)
+    sims = (stored.astype(np.float32) @ q) * scale
+    np.testing.assert_allclose(sims, vectors @ q, atol=3e-3)
 
 
 def test_save_refuses_a_vector_count_mismatch(tmp_path: Path) -> None:
