@@ -7,27 +7,23 @@ with ``np.maximum.reduceat``. The passage scores are fused with the keyword scor
 similarity and the semantic phase's fused score: each feature is z-scored over the candidates,
 then weighted (weights in :class:`EnhanceSettings`, chosen by cross-validation, see
 ``bench/enhance.py``). Each hit carries its best passage, HTML-escaped, with the words that match
-a query term (after stemming) in ``<mark>``.
+a query term (after stemming) in ``<mark>`` (:mod:`rankers.highlight`).
 """
 
 from __future__ import annotations
 
-import functools
-import html
-import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from index.analyzer import Analyzer
 from index.errors import QueryError
 from index.passages import PASSAGES_DIR, TITLE, passage_text
 from index.snapshot import Snapshot
 from rankers.bm25 import idf
 from rankers.fusion import previous_ranks
+from rankers.highlight import highlight_rows, mark_terms
 from rankers.keyword import KeywordRanker, QueryPlan
 from rankers.semantic import SemanticResult
 from rankers.taat import Postings, score_docs
@@ -39,6 +35,7 @@ __all__ = [
     "EnhancedRanker",
     "EnhancedResult",
     "PassageScores",
+    "PassageVectors",
     "combine",
     "gather_segments",
     "highlight_rows",
@@ -185,32 +182,6 @@ def term_coverage(postings: Postings, terms: I64, weights: F32, docs: I64) -> F3
     return total / np.float32(mass)
 
 
-def highlight_rows(
-    sims: F32,
-    pairs: F32,
-    offsets: I64,
-    kinds: npt.NDArray[np.uint8],
-    which: npt.NDArray[np.intp],
-) -> tuple[I64, I64]:
-    """For documents ``which``: the position (in the layout of :func:`gather_segments`) of the
-    first passage of the best window to show, and its length in passages (1, or 2 for a pair of
-    sentences); -1 and 0 for a document without passages. The body is preferred: a hit shows
-    its title anyway.
-
-    A loop over the shown hits only (k of them), not over passages."""
-    first = np.full(which.size, -1, dtype=np.int64)
-    size = np.zeros(which.size, dtype=np.int64)
-    for i, d in enumerate(which.tolist()):
-        lo, hi = int(offsets[d]), int(offsets[d + 1])
-        if hi == lo:
-            continue
-        single = np.where(kinds[lo:hi] == TITLE, sims[lo:hi] - 4.0, sims[lo:hi])
-        both = np.concatenate([single, pairs[lo:hi]])
-        j = int(np.argmax(both))
-        first[i], size[i] = lo + j % (hi - lo), 1 + j // (hi - lo)
-    return first, size
-
-
 def zscore(values: npt.ArrayLike) -> F64:
     """Mean 0 and standard deviation 1 over the candidates (all zeros when they are all equal)."""
     v = np.asarray(values, dtype=np.float64)
@@ -234,57 +205,33 @@ def combine(features: dict[str, npt.ArrayLike], weights: dict[str, float]) -> F6
     return total
 
 
-_TOKEN = re.compile(r"[\w'\u2019]+")
-
-
-def _word_terms(word: str, analyzer: Analyzer) -> list[str]:
-    """``analyzer.terms(word)``, with a fast path for ASCII words: there NFKC changes nothing
-    and casefolding is lowercasing, so only apostrophes, underscores and stopwords remain."""
-    if not word.isascii():
-        return analyzer.terms(word)
-    parts = word.lower().replace("'", "").split("_")
-    return [analyzer.stem(p) for p in parts if p and analyzer.keep(p)]
-
-
-def mark_terms(text: str, terms: frozenset[str], analyzer: Analyzer) -> str:
-    """``text`` HTML-escaped, with each word whose analyzed form is one of ``terms`` (index
-    terms: stemmed, like the query's) wrapped in ``<mark>``."""
-    if not terms:
-        return html.escape(text)
-    tokens: Iterator[re.Match[str] | None]
-    if text.isascii():
-        # Only words that start like a term can stem to it (a Snowball stem is a prefix of its
-        # word but for its last letter: "study" -> "studi"): one regex finds those candidates,
-        # which are then checked exactly, instead of analyzing every word.
-        starts = _term_starts(terms).finditer(text)
-        tokens = (_TOKEN.match(text, m.start()) for m in starts)
-    else:
-        tokens = _TOKEN.finditer(text)
-    out: list[str] = []
-    pos = 0
-    seen: dict[str, bool] = {}
-    for m in tokens:
-        if m is None:
-            continue
-        word = m.group()
-        hit = seen.get(word)
-        if hit is None:
-            hit = seen[word] = any(t in terms for t in _word_terms(word, analyzer))
-        if hit:
-            out.append(html.escape(text[pos : m.start()]))
-            out.append(f"<mark>{html.escape(word)}</mark>")
-            pos = m.end()
-    out.append(html.escape(text[pos:]))
-    return "".join(out)
-
-
-@functools.lru_cache(maxsize=1024)
-def _term_starts(terms: frozenset[str]) -> re.Pattern[str]:
-    prefixes = sorted({re.escape(t[: max(1, len(t) - 1)]) for t in terms}, key=len, reverse=True)
-    return re.compile(rf"(?<![\w'\u2019])(?:{'|'.join(prefixes)})", re.IGNORECASE)
-
-
 # -- the ranker -------------------------------------------------------------------------------
+
+
+class PassageVectors:
+    """The stored (quantized) passage vectors: indexing gives float32 rows, as if they were
+    stored so; :meth:`sims` multiplies before it rescales, which is cheaper."""
+
+    def __init__(self, stored: npt.NDArray[Any], scale: F32) -> None:
+        self.stored = stored
+        self.scale = scale
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.stored.shape)
+
+    def __len__(self) -> int:
+        return int(self.stored.shape[0])
+
+    def __getitem__(self, rows: Any) -> F32:
+        out: F32 = self.stored[rows].astype(np.float32) * self.scale[rows][..., None]
+        return out
+
+    def sims(self, rows: I64, q: F32) -> F32:
+        """Cosines of passages ``rows`` with the unit query vector ``q``."""
+        raw = self.stored[rows].astype(np.float32) @ q
+        out: F32 = (raw * self.scale[rows]).astype(np.float32)
+        return out
 
 
 class EnhancedRanker:
@@ -304,12 +251,13 @@ class EnhancedRanker:
         self.settings = settings or EnhanceSettings()
         self.doc_vectors: npt.NDArray[Any] = a["vectors/vectors.npy"]
         self.ptr: I64 = a[f"{PASSAGES_DIR}/ptr.npy"]
-        self.vectors: npt.NDArray[Any] = a[f"{PASSAGES_DIR}/vectors.npy"]
+        self.vectors = PassageVectors(
+            a[f"{PASSAGES_DIR}/vectors.npy"], a[f"{PASSAGES_DIR}/scale.npy"]
+        )
         self.kinds: npt.NDArray[np.uint8] = a[f"{PASSAGES_DIR}/kind.npy"]
         self.spans: I64 = a[f"{PASSAGES_DIR}/span.npy"]
         self.text: npt.NDArray[np.uint8] = a[f"{PASSAGES_DIR}/text.npy"]
         self.pair_norm: F32 = a[f"{PASSAGES_DIR}/pair_norm.npy"]
-        self.scale: F32 = a[f"{PASSAGES_DIR}/scale.npy"]
         self.idf: F32 = idf(a["keyword/term_df.npy"], snapshot.n_docs)
 
     def _text(self, row: int, size: int) -> str:
@@ -330,7 +278,7 @@ class EnhancedRanker:
         q = np.asarray(query_vector, dtype=np.float32)
         dense = np.asarray(self.doc_vectors[docs], dtype=np.float32) @ q
         rows, offsets = gather_segments(self.ptr, docs)
-        sims = ((self.vectors[rows].astype(np.float32) @ q) * self.scale[rows]).astype(np.float32)
+        sims = self.vectors.sims(rows, q)
         pairs = pair_sims(sims, self.pair_norm[rows])
         ps = passage_scores(sims, pairs, offsets, self.kinds[rows])
         feats = {

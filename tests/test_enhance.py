@@ -14,22 +14,22 @@ import pytest
 from app.cli import main
 from index.analyzer import Analyzer
 from index.errors import QueryError
-from index.passages import SENTENCE, TITLE
+from index.passages import SENTENCE, TITLE, quantize
 from index.snapshot import BuildOptions, Snapshot, load_snapshot, write_snapshot
 from index.sources import open_source
 from index.vector_stage import VectorOptions
 from rankers.enhance import (
     EnhancedRanker,
     EnhanceSettings,
+    PassageVectors,
     combine,
     gather_segments,
-    highlight_rows,
-    mark_terms,
     pair_sims,
     passage_scores,
     segment_max,
     zscore,
 )
+from rankers.highlight import highlight_rows, mark_terms
 from rankers.keyword import KeywordRanker
 from tests.conftest import make_corpus, write_jsonl
 
@@ -160,7 +160,7 @@ def test_catalog_has_passages(catalog: Snapshot) -> None:
     entry = catalog.manifest["vectors"]["passages"]
     ptr = catalog.arrays["passages/ptr.npy"]
     assert ptr.shape == (21,) and int(ptr[-1]) == entry["count"]
-    assert catalog.arrays["passages/vectors.npy"].dtype == np.int8
+    assert catalog.arrays["passages/vectors.npy"].dtype == np.float16
     assert "passages/pair_norm.npy" in catalog.manifest["arrays"]
 
 
@@ -267,3 +267,15 @@ def test_mark_terms_fast_path_equals_a_full_scan() -> None:
                     pos = m.end()
             full.append(html.escape(text[pos:]))
             assert mark_terms(text, terms, analyzer) == "".join(full), (text, query)
+
+
+def test_passage_vectors_read_as_float_rows() -> None:
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(30, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    stored, scale = quantize(vectors, "int8")
+    view = PassageVectors(stored, scale)
+    rows = np.array([4, 0, 29], dtype=np.int64)
+    np.testing.assert_allclose(view[rows], vectors[rows], atol=5e-3)
+    np.testing.assert_allclose(view.sims(rows, vectors[0]), vectors[rows] @ vectors[0], atol=5e-3)
+    assert view.shape == (30, 16) and len(view) == 30

@@ -157,7 +157,7 @@ def test_build_passages_writes_arrays_and_reuses_the_embedding(tmp_path: Path) -
     folder = tmp_path / "v1" / "passages"
     ptr = np.load(folder / "ptr.npy")
     vectors = np.load(folder / "vectors.npy")
-    assert ptr.tolist() == [0, 3, 5] and vectors.dtype == np.int8 and vectors.shape == (5, 8)
+    assert ptr.tolist() == [0, 3, 5] and vectors.dtype == np.float16 and vectors.shape == (5, 8)
     blob, spans = np.load(folder / "text.npy"), np.load(folder / "span.npy")
     assert passage_text(blob, spans[4]) == "Short."
     restored = vectors.astype(np.float32) * np.load(folder / "scale.npy")[:, None]
