@@ -126,6 +126,9 @@ def query_methods(
     for threads in thread_counts(args):
         int8 = Encoder.load(EncoderConfig(kind="int8", threads=threads))
         methods[f"{INT8_DIRECT}, {threads} thread(s)"] = int8.encode_query
+    if args.threads > 1:  # idle threads busy-wait: quicker on free cores, slower on busy ones
+        spinning = Encoder.load(EncoderConfig(kind="int8", threads=args.threads, spin=True))
+        methods[f"{INT8_DIRECT}, {args.threads} spinning threads"] = spinning.encode_query
     fp32 = Encoder.load(EncoderConfig(kind="fp32", threads=args.threads))
     methods[f"fp32 ONNX direct, {args.threads} thread(s)"] = fp32.encode_query
     options = ort.SessionOptions()
@@ -185,7 +188,10 @@ def bench_queries(
         name: {
             key: float(np.median([r[key] for r in runs])) for key in ("p50_ms", "p99_ms", "mean_ms")
         }
-        | {"p50_ms_rounds": [r["p50_ms"] for r in runs]}
+        | {
+            "p50_ms_rounds": [r["p50_ms"] for r in runs],
+            "p99_ms_rounds": [r["p99_ms"] for r in runs],
+        }
         for name, runs in rounds.items()
     }
     speedups = {}
