@@ -1,9 +1,11 @@
 """Documents in, analyzed chunks out: worker processes do the reading, parsing and analysis.
 
 A JSON Lines source travels as blocks of raw lines (`index.sources.Block`): a worker reads its
-block, parses and checks the records and analyzes them, so the main process only numbers lines,
-drops duplicate ids (`SourceReader.accept`), stores the documents and merges postings. Any other
-source (CSV, or any iterable of `Document`) is read here and sent as titles and bodies.
+block, parses and checks the records, analyzes them and writes them to a block file of the
+document store, so the main process only numbers lines, drops duplicate ids
+(`SourceReader.accept`), has the store copy the block in and merges postings; the documents'
+text never reaches it. Any other source (CSV, or any iterable of `Document`) is read here and
+sent as titles and bodies.
 
 Each worker keeps one `ChunkAnalyzer` for the whole build, so a word is stemmed once per
 process. Results come back in source order whatever the number of workers.
