@@ -25,7 +25,7 @@ from index.docstore import DocStore
 from index.embedding import DocumentEncoder, document_text, embed_corpus, inputs_hash
 from index.errors import SnapshotError
 from index.passages import PASSAGES_DIR, PassageOptions, layout_passages, save_passages
-from index.vectors import build_vector_index, save_vector_index
+from index.vectors import IndexParams, build_vector_index, save_vector_index
 
 __all__ = ["PrecomputedVectors", "VectorOptions", "build_passages", "build_vectors"]
 
@@ -68,6 +68,19 @@ def _stored_ids(docs: Path) -> list[str]:
     return [blob[a:b].decode("utf-8") for a, b in itertools.pairwise(ptr.tolist())]
 
 
+def _index_vectors(folder: Path, vectors: npt.NDArray[Any], options: VectorOptions) -> IndexParams:
+    """Build the FAISS index of `vectors` (flat or HNSW, by size) and save it in `folder`."""
+    index, params = build_vector_index(
+        vectors,
+        exact_max=options.exact_max,
+        hnsw_m=options.hnsw_m,
+        ef_construction=options.ef_construction,
+        ef_search=options.ef_search,
+    )
+    save_vector_index(index, folder / "vectors", vectors, params)
+    return params
+
+
 def build_vectors(
     folder: Path,
     work: Path,
@@ -94,14 +107,7 @@ def build_vectors(
         progress=progress,
         desc="embedding documents",
     )
-    index, params = build_vector_index(
-        vectors,
-        exact_max=options.exact_max,
-        hnsw_m=options.hnsw_m,
-        ef_construction=options.ef_construction,
-        ef_search=options.ef_search,
-    )
-    save_vector_index(index, folder / "vectors", vectors, params)
+    params = _index_vectors(folder, vectors, options)
     del vectors, texts
     entry = _entry(encoder.fingerprint, params.to_dict(), options)
     if options.passages is not None:
@@ -169,14 +175,7 @@ def _from_precomputed(
     if inputs_hash(_stored_ids(folder / "docs")) != pre.ids_sha256:
         raise SnapshotError("precomputed vectors are for other documents (ids differ)")
     vectors = pre.documents
-    index, params = build_vector_index(
-        vectors,
-        exact_max=options.exact_max,
-        hnsw_m=options.hnsw_m,
-        ef_construction=options.ef_construction,
-        ef_search=options.ef_search,
-    )
-    save_vector_index(index, folder / "vectors", vectors, params)
+    params = _index_vectors(folder, vectors, options)
     entry = _entry(pre.encoder, params.to_dict(), options)
     if options.passages is not None:
         if pre.passages is None:
