@@ -17,7 +17,7 @@ import concurrent.futures as cf
 import contextlib
 import json
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,7 +149,7 @@ def analyzed_batches(
     workers: int = 2,
     chunk_size: int = 20_000,
     block_bytes: int = BLOCK_BYTES,
-) -> Iterator[tuple[Batch, AnalyzedChunk]]:
+) -> Generator[tuple[Batch, AnalyzedChunk], None, None]:
     """The documents with their postings, chunk by chunk, in source order. Block files go to
     the folder `scratch`; the document store removes each once it has copied it."""
     reader = docs if isinstance(docs, SourceReader) else None

@@ -19,6 +19,7 @@ byte, so it is optional (`verify=True`, or `progsearch verify`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -177,9 +178,11 @@ def write_snapshot(
             block_bytes=options.block_bytes,
         )
         builder = KeywordBuilder(options.bm25)
-        for batch, chunk in batches:
-            builder.add(chunk, len(batch))
-            on_batch(batch)
+        # Closing the batches on any failure stops the workers before the folder is removed.
+        with contextlib.closing(batches):
+            for batch, chunk in batches:
+                builder.add(chunk, len(batch))
+                on_batch(batch)
         bar.close()
         store = None
         writer.close()

@@ -163,3 +163,14 @@ def test_duplicates_leave_no_trace(tmp_path: Path, workers: int) -> None:
     for name, arr in clean.arrays.items():
         assert np.array_equal(arr, dirty.arrays[name]), name
     assert clean.docs.count() == dirty.docs.count() == 120
+
+
+def test_stop_in_parallel_build_leaves_no_temporary_folder(tmp_path: Path) -> None:
+    lines = [json.dumps(r) for r in make_corpus(200, seed=6)]
+    lines.insert(150, "{broken")
+    (tmp_path / "corpus.jsonl").write_text("\n".join(lines) + "\n")
+    root = tmp_path / "ix"
+    source = open_source(tmp_path, on_error="stop")
+    with pytest.raises(SourceError, match=r"corpus.jsonl:151: malformed JSON"):
+        write_snapshot(source, root, BuildOptions(workers=2, block_bytes=500))
+    assert list(root.iterdir()) == []
