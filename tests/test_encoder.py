@@ -95,6 +95,8 @@ def test_racing_processes_export_once(raced_cache: tuple[Path, list[str]]) -> No
     assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == [folder.name]
     assert (folder / "onnx" / "model.onnx").is_file()
     assert (folder / "onnx" / "model_quint8_avx2.onnx").is_file()
+    assert (folder / "onnx" / "model_int8_fused.onnx").is_file()
+    assert not list((folder / "onnx").glob(".*"))  # the fused fp32 intermediate is gone
 
 
 @pytest.mark.model
@@ -186,7 +188,7 @@ def test_the_optimized_graph_is_written_once_next_to_the_export(
     raced_cache: tuple[Path, list[str]], int8: Encoder
 ) -> None:
     onnx_dir = Path(raced_cache[1][0]) / "onnx"
-    optimized = onnx_dir / "model_quint8_avx2.optimized.onnx"
+    optimized = onnx_dir / "model_int8_fused.optimized.onnx"
     assert optimized.is_file()
     written = optimized.stat().st_mtime_ns
     Encoder.load(EncoderConfig(kind="int8", threads=1, cache_dir=raced_cache[0]))
