@@ -108,7 +108,8 @@ def _parser() -> argparse.ArgumentParser:
 
     wk = sub.add_parser("worker", help="run a Celery worker (enhanced phase, index work)")
     wk.add_argument("index", type=Path, nargs="?", help="default: $PROGSEARCH_INDEX")
-    wk.add_argument("--concurrency", type=int, default=1, help="worker processes")
+    wk.add_argument("--concurrency", type=int, default=2,
+                    help="worker processes (one can embed while another answers queries)")
     wk.add_argument("--queues", default=None, help="default: progsearch.query,progsearch.index")
     wk.add_argument("--broker-url", default=None,
                     help="default: $PROGSEARCH_BROKER_URL, else redis://127.0.0.1:6379/0")

@@ -1,16 +1,24 @@
-"""The loaded snapshot and its rankers, and the synchronous work of each phase.
+"""The loaded index and its rankers, and the synchronous work of each phase.
 
 Loading does no work proportional to the corpus: arrays are memory-mapped and the store is
 opened lazily. The query encoder loads on a background thread; until it is ready the
 semantic phase reports `warming_up`.
+
+An index root (a folder with ``CURRENT``) is served live: documents written since its
+snapshot (`index.delta`) are merged into every phase by `rankers.live_search`, and the
+index version becomes ``{snapshot}+{seq}``, so cache keys and ETags move with every write.
+`Engine.refresh` catches up with the log (about 15 us when nothing changed) and, after a
+compaction, moves to the new snapshot; callers take the `Rankers` it returns and use them
+for the whole request, so one answer never mixes two snapshots' document numbers.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,21 +27,27 @@ import numpy.typing as npt
 
 from app.params import SearchParams
 from app.payloads import SNIPPET_CHARS, corrected_query, hits_payload, phase_payload, query_payload
-from index.snapshot import Snapshot, load_snapshot
+from index.snapshot import CURRENT, Snapshot, load_snapshot
+from index.types import Document
 from rankers.keyword import KeywordRanker, QueryPlan
+from rankers.live import LiveIndex
+from rankers.live_search import LiveSearch
 from rankers.types import KeywordResult
 
 if TYPE_CHECKING:
     # Imported where the encoder loads, on its thread: FAISS and the rest of the semantic
     # stack stay out of the start-up path, which answers keyword queries at once.
+    from rankers.encoder import Encoder
     from rankers.enhance import EnhancedRanker
+    from rankers.live_source import LiveSource
     from rankers.semantic import SemanticRanker
 
-__all__ = ["Engine", "KeywordState", "SemanticState"]
+__all__ = ["Engine", "KeywordState", "Rankers", "SemanticState"]
 
 log = logging.getLogger(__name__)
 
 F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
 
 
 class SemanticState:
@@ -44,42 +58,138 @@ class SemanticState:
 
 
 @dataclass(frozen=True)
+class Rankers:
+    """What the queries of one snapshot use; replaced whole when a new snapshot is served."""
+
+    snapshot: Snapshot
+    keyword: KeywordRanker
+    live: LiveIndex | None = None
+    """The snapshot plus the delta log (None: a snapshot served as it is)."""
+    search: LiveSearch | None = None
+    semantic: SemanticRanker | None = None
+    enhanced: EnhancedRanker | None = None
+
+    @property
+    def version(self) -> str:
+        return self.live.version if self.live is not None else self.snapshot.version
+
+    @property
+    def n_docs(self) -> int:
+        return self.live.view().n_docs if self.live is not None else self.snapshot.n_docs
+
+    def delta(self) -> LiveSearch | None:
+        """The live search when something was written since the snapshot, else None (the
+        snapshot rankers answer alone, at no extra cost)."""
+        if self.live is None or self.live.view().empty:
+            return None
+        return self.search
+
+
+@dataclass(frozen=True)
 class KeywordState:
     """The keyword phase's candidates, kept for the semantic phase of the same request."""
 
     plan: QueryPlan
     result: KeywordResult
+    rankers: Rankers
 
 
 class Engine:
     def __init__(self, snapshot: Snapshot, *, encoder: str = "int8", encoder_threads: int = 1,
-                 candidates: int = 100) -> None:
-        self.snapshot = snapshot
-        self.keyword = KeywordRanker(snapshot)
+                 candidates: int = 100, source: LiveSource | None = None) -> None:
+        self.source = source
+        live = source.current() if source is not None else None
+        if live is not None:
+            snapshot = live.snapshot
+        keyword = KeywordRanker(snapshot)
+        self.rankers = Rankers(snapshot, keyword, live,
+                               LiveSearch(live, keyword) if live is not None else None)
         self.encoder_kind = encoder
         self.encoder_threads = encoder_threads
         self.candidates = candidates
-        self.semantic: SemanticRanker | None = None
-        self.enhanced: EnhancedRanker | None = None
-        self.has_passages = bool((snapshot.manifest.get("vectors") or {}).get("passages"))
-        self.semantic_state = (
-            SemanticState.LOADING if snapshot.has_vectors else SemanticState.UNAVAILABLE
-        )
-        self.semantic_error = "" if snapshot.has_vectors else "this index has no vectors"
+        self._encoder: Encoder | None = None
+        self._lock = threading.Lock()
+        has_vectors = snapshot.has_vectors
+        self.semantic_state = SemanticState.LOADING if has_vectors else SemanticState.UNAVAILABLE
+        self.semantic_error = "" if has_vectors else "this index has no vectors"
         self.encoder_fingerprint = ""
         self.started = time.monotonic()
 
     @classmethod
-    def open(cls, path: Path, **kwargs: Any) -> Engine:
+    def open(cls, path: Path, *, live: bool = True, **kwargs: Any) -> Engine:
+        """Serve `path`: an index root live (with its delta log, when the folder is writable),
+        or a version folder as it is."""
+        path = Path(path)
+        if live and (path / CURRENT).is_file() and os.access(path, os.W_OK):
+            from rankers.live_source import LiveSource
+
+            snapshot = load_snapshot(path)
+            return cls(snapshot, source=LiveSource(path, snapshot=snapshot), **kwargs)
         return cls(load_snapshot(path), **kwargs)
+
+    # -- the current index --------------------------------------------------------------
+    def refresh(self) -> Rankers:
+        """The rankers with every change logged so far applied (call once per request)."""
+        source = self.source
+        if source is None:
+            return self.rankers
+        live = source.current()
+        current = self.rankers
+        if live is not current.live:
+            with self._lock:
+                current = self.rankers
+                if live is not current.live:
+                    current = self._build(live)
+                    self.rankers = current
+                    log.info("serving index version %s", live.snapshot.version)
+        return current
+
+    def _build(self, live: LiveIndex) -> Rankers:
+        """Rankers for a new snapshot (after a compaction); the encoder is kept."""
+        snapshot = live.snapshot
+        keyword = KeywordRanker(snapshot)
+        rankers = Rankers(snapshot, keyword, live, LiveSearch(live, keyword))
+        if self._encoder is not None:
+            rankers = self._with_semantic(rankers, self._encoder)
+        return rankers
+
+    def _with_semantic(self, rankers: Rankers, encoder: Encoder) -> Rankers:
+        from rankers.enhance import EnhancedRanker
+        from rankers.semantic import FusionSettings, SemanticRanker
+
+        snapshot = rankers.snapshot
+        if not snapshot.has_vectors:
+            return rankers
+        semantic = SemanticRanker(snapshot, rankers.keyword, encoder,
+                                  FusionSettings(candidates=self.candidates))
+        enhanced = None
+        if (snapshot.manifest.get("vectors") or {}).get("passages"):
+            enhanced = EnhancedRanker(snapshot, rankers.keyword)
+        return replace(rankers, semantic=semantic, enhanced=enhanced)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self.rankers.snapshot
 
     @property
     def version(self) -> str:
-        return self.snapshot.version
+        return self.rankers.version
 
     @property
     def n_docs(self) -> int:
-        return self.snapshot.n_docs
+        return self.rankers.n_docs
+
+    @property
+    def has_passages(self) -> bool:
+        return bool((self.snapshot.manifest.get("vectors") or {}).get("passages"))
+
+    @property
+    def semantic(self) -> SemanticRanker | None:
+        return self.rankers.semantic
+
+    @property
+    def enhanced(self) -> EnhancedRanker | None:
+        return self.rankers.enhanced
 
     # -- semantic warm-up ---------------------------------------------------------------
     def start_encoder(self) -> threading.Thread | None:
@@ -96,18 +206,13 @@ class Engine:
     def _load_encoder(self) -> None:
         try:
             from rankers.encoder import Encoder, EncoderConfig
-            from rankers.enhance import EnhancedRanker
-            from rankers.semantic import FusionSettings, SemanticRanker
 
             encoder = Encoder.load(
                 EncoderConfig(kind=self.encoder_kind, threads=self.encoder_threads)  # type: ignore[arg-type]
             )
-            self.semantic = SemanticRanker(
-                self.snapshot, self.keyword, encoder,
-                FusionSettings(candidates=self.candidates),
-            )
-            if self.has_passages:
-                self.enhanced = EnhancedRanker(self.snapshot, self.keyword)
+            with self._lock:
+                self.rankers = self._with_semantic(self.rankers, encoder)
+                self._encoder = encoder
             self.encoder_fingerprint = str(encoder.fingerprint)
             self.semantic_state = SemanticState.READY
             log.info("semantic phase ready after %.1f s", time.monotonic() - self.started)
@@ -116,45 +221,86 @@ class Engine:
             self.semantic_error = f"{type(exc).__name__}: {exc}"
             self.semantic_state = SemanticState.FAILED
 
+    # -- documents ----------------------------------------------------------------------
+    def document(self, doc_id: str) -> Document | None:
+        """A stored document by id, as the current index holds it (None: deleted or unknown)."""
+        rankers = self.refresh()
+        if rankers.live is None:
+            row = rankers.snapshot.docs.lookup(doc_id)
+            return None if row is None else rankers.snapshot.docs.get_many([row])[0]
+        number = rankers.live.lookup(doc_id)
+        return None if number is None else rankers.live.documents([number])[0]
+
+    def is_embedded(self, doc_id: str) -> bool:
+        """Whether a current document takes part in the semantic and enhanced phases."""
+        rankers = self.rankers
+        if rankers.live is None:
+            return rankers.snapshot.has_vectors
+        number = rankers.live.lookup(doc_id)
+        if number is None:
+            return False
+        view = rankers.live.view()
+        slot = number - view.n_snapshot
+        if slot < 0:
+            return rankers.snapshot.has_vectors
+        return slot < view.n_slots and bool(view.embedded[slot])
+
     # -- phases -------------------------------------------------------------------------
-    def _hits(self, docs: npt.NDArray[np.int64], scores: F32,
-              previous: npt.NDArray[np.int64] | None = None) -> list[dict[str, Any]]:
-        stored = self.snapshot.docs.get_display([int(d) for d in docs], SNIPPET_CHARS + 64)
+    @staticmethod
+    def _hits(rankers: Rankers, docs: I64, scores: F32,
+              previous: I64 | None = None) -> list[dict[str, Any]]:
+        numbers = [int(d) for d in docs]
+        n = rankers.snapshot.n_docs
+        rows = [d for d in numbers if d < n]
+        shown = iter(rankers.snapshot.docs.get_display(rows, SNIPPET_CHARS + 64))
+        delta = rankers.live.view().docs if rankers.live is not None else ()
+        stored = [next(shown) if d < n else delta[d - n] for d in numbers]
         return hits_payload(docs, scores, stored, previous)
 
-    def keyword_state(self, params: SearchParams, depth: int) -> KeywordState:
-        plan = self.keyword.plan(params.q, prefix=params.prefix)
-        return KeywordState(plan, self.keyword.run(plan, max(depth, params.k)))
+    def keyword_state(self, params: SearchParams, depth: int,
+                      rankers: Rankers | None = None) -> KeywordState:
+        r = rankers or self.refresh()
+        live = r.delta()
+        if live is None:
+            plan = r.keyword.plan(params.q, prefix=params.prefix)
+            return KeywordState(plan, r.keyword.run(plan, max(depth, params.k)), r)
+        live_plan = live.plan(params.q, prefix=params.prefix)
+        return KeywordState(live_plan, live.run(live_plan, max(depth, params.k)), r)
 
     def keyword_payload(self, params: SearchParams, state: KeywordState) -> dict[str, Any]:
         r = state.result
         k = params.k
         return phase_payload(
-            "keyword", self.version, params.q, k,
-            self._hits(r.docs[:k], r.scores[:k]),
+            "keyword", state.rankers.version, params.q, k,
+            self._hits(state.rankers, r.docs[:k], r.scores[:k]),
             **query_payload(r.corrections, r.expansion, r.unknown),
             corrected_query=corrected_query(params.q, r.corrections),
         )
 
     def encode(self, text: str) -> F32:
-        ranker = self.semantic
-        assert ranker is not None
-        vector: F32 = ranker.encoder.encode_query(text)
+        encoder = self._encoder
+        assert encoder is not None
+        vector: F32 = encoder.encode_query(text)
         return vector
 
     def semantic_payload(self, params: SearchParams, state: KeywordState,
                          query_vector: F32) -> dict[str, Any]:
-        ranker = self.semantic
+        rankers = state.rankers
+        ranker = rankers.semantic
         assert ranker is not None
-        if not self.keyword.analyzer.words(params.q):
+        if not ranker.keyword.analyzer.words(params.q):
             docs = np.empty(0, dtype=np.int64)
             res_docs, scores, previous = docs, np.empty(0, np.float32), docs
         else:
-            res = ranker.fuse(state.plan, state.result, query_vector, params.k)
+            live = rankers.delta()
+            if live is None:
+                res = ranker.fuse(state.plan, state.result, query_vector, params.k)
+            else:
+                res = live.fuse(ranker, state.plan, state.result, query_vector, params.k)
             res_docs, scores, previous = res.docs, res.scores, res.previous
         return phase_payload(
-            "semantic", self.version, params.q, params.k,
-            self._hits(res_docs, scores, previous),
+            "semantic", rankers.version, params.q, params.k,
+            self._hits(rankers, res_docs, scores, previous),
         )
 
     def enhanced_payload(self, params: SearchParams, query_vector: F32) -> dict[str, Any]:
@@ -162,15 +308,23 @@ class Engine:
 
         It starts from the query and its vector alone (the keyword and semantic steps it needs
         cost about a millisecond), so it can run in another process."""
-        semantic, enhanced = self.semantic, self.enhanced
-        assert semantic is not None and enhanced is not None
+        rankers = self.refresh()
+        semantic, enhanced = rankers.semantic, rankers.enhanced
+        if semantic is None or enhanced is None:
+            raise LookupError("enhanced phase unavailable: no passages or no encoder")
         vector = np.asarray(query_vector, dtype=np.float32)
         hits: list[dict[str, Any]] = []
-        if self.keyword.analyzer.words(params.q):
-            state = self.keyword_state(params, self.candidates)
-            fused = semantic.fuse(state.plan, state.result, vector, self.candidates)
-            res = enhanced.rerank(params.q, state.plan, state.result, vector, fused, params.k)
-            hits = self._hits(res.docs, res.scores, res.previous)
+        if semantic.keyword.analyzer.words(params.q):
+            state = self.keyword_state(params, self.candidates, rankers)
+            live = rankers.delta()
+            if live is None:
+                fused = semantic.fuse(state.plan, state.result, vector, self.candidates)
+                res = enhanced.rerank(params.q, state.plan, state.result, vector, fused, params.k)
+            else:
+                fused = live.fuse(semantic, state.plan, state.result, vector, self.candidates)
+                res = live.rerank(enhanced, state.plan, state.result, vector, fused, params.k)
+            hits = self._hits(rankers, res.docs, res.scores, res.previous)
             for hit, highlight in zip(hits, res.highlights, strict=True):
                 hit["highlight"] = highlight
-        return phase_payload("enhanced", self.version, params.q, params.k, hits)
+        return phase_payload("enhanced", rankers.version, params.q, params.k, hits)
+

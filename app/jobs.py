@@ -24,8 +24,9 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from app.celery_app import QUERY_QUEUE
+from app.celery_app import INDEX_QUEUE, QUERY_QUEUE
 from app.engine import Engine
+from app.index_work import IndexWork
 from app.tasks import enhance_body
 
 __all__ = ["CeleryJobs", "EmbeddedJobs", "JobError", "Jobs"]
@@ -47,15 +48,28 @@ class Jobs(Protocol):
 
     async def enhance(self, request: dict[str, Any], timeout: float) -> dict[str, Any]: ...
 
+    async def available(self) -> bool:
+        """Whether index work can be scheduled now (writes are refused when not)."""
+        ...
+
+    async def index_work(self) -> None:
+        """Schedule `IndexWork.run` (embedding written documents, compaction when due);
+        never raises: work not scheduled now is picked up by a later run."""
+        ...
+
     async def close(self) -> None: ...
 
 
 class EmbeddedJobs:
     mode = "embedded"
 
-    def __init__(self, engine: Engine, threads: int = 2) -> None:
+    def __init__(self, engine: Engine, threads: int = 2, work: IndexWork | None = None) -> None:
         self.engine = engine
+        self.work = work
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="progsearch-job")
+        # Index work has its own thread: an embedding pass never delays a query's phase.
+        self._index = ThreadPoolExecutor(max_workers=1, thread_name_prefix="progsearch-index")
+        self._queued = False
 
     async def start(self) -> None:
         return None
@@ -70,8 +84,26 @@ class EmbeddedJobs:
         except LookupError as exc:
             raise JobError("unavailable", str(exc)) from None
 
+    async def available(self) -> bool:
+        return True
+
+    async def index_work(self) -> None:
+        if self.work is None or self._queued:
+            return  # a run is queued and has not started: it will see this write too
+        self._queued = True
+        self._index.submit(self._run_index_work)
+
+    def _run_index_work(self) -> None:
+        self._queued = False
+        assert self.work is not None
+        try:
+            self.work.run()
+        except Exception:
+            log.exception("index work failed; the next write retries it")
+
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._index.shutdown(wait=False, cancel_futures=True)
 
 
 class CeleryJobs:
@@ -92,6 +124,7 @@ class CeleryJobs:
         self.channel = f"ps1:reply:{uuid.uuid4().hex}"
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._down_until = 0.0
+        self._up_until = 0.0
         self._listener: asyncio.Task[None] | None = None
         self._redis = aioredis.Redis.from_url(reply_url, socket_connect_timeout=1.0)
         self._pubsub: Any = None
@@ -127,6 +160,39 @@ class CeleryJobs:
     def _publish(self, request: dict[str, Any], expires: float) -> None:
         self.celery.send_task("progsearch.enhance", args=[request], queue=QUERY_QUEUE,
                               expires=expires)
+
+    async def available(self) -> bool:
+        """A connection to the broker, checked at most once a second while it is up."""
+        now = time.monotonic()
+        if now < self._down_until:
+            return False
+        if now < self._up_until:
+            return True
+        try:
+            with anyio.fail_after(self.publish_timeout):
+                await anyio.to_thread.run_sync(self._connect, abandon_on_cancel=True)
+        except Exception as exc:
+            self._down_until = time.monotonic() + self.backoff
+            log.warning("the broker is unreachable: %s: %s", type(exc).__name__, exc)
+            return False
+        self._up_until = time.monotonic() + 1.0
+        return True
+
+    def _connect(self) -> None:
+        with self.celery.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=self.publish_timeout)
+
+    async def index_work(self) -> None:
+        try:
+            with anyio.fail_after(self.publish_timeout):
+                await anyio.to_thread.run_sync(self._publish_index_work, abandon_on_cancel=True)
+        except Exception as exc:
+            self._down_until = time.monotonic() + self.backoff
+            log.warning("index work not published (%s: %s); a later run catches up",
+                        type(exc).__name__, exc)
+
+    def _publish_index_work(self) -> None:
+        self.celery.send_task("progsearch.index_work", queue=INDEX_QUEUE)
 
     async def enhance(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
         if time.monotonic() < self._down_until:

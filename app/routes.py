@@ -12,6 +12,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from app.documents import delete_document, get_document, post_documents
 from app.engine import Engine, SemanticState
 from app.metrics import CONTENT_TYPE_LATEST, Metrics
 from app.params import parse_search
@@ -45,6 +46,7 @@ async def search(request: Request) -> Response:
     engine, searcher, metrics, settings = _state(request)
     metrics.requests.labels("search").inc()
     params = parse_search(request.scope["query_string"], settings)
+    engine.refresh()
     searcher.log_query(params)
     etag = f'W/"{engine.version}"'
     headers = {"ETag": etag, "Cache-Control": f"public, max-age={settings.cache_max_age}"}
@@ -63,6 +65,7 @@ async def search_stream(request: Request) -> Response:
     engine, searcher, metrics, settings = _state(request)
     metrics.requests.labels("stream").inc()
     params = parse_search(request.scope["query_string"], settings)
+    engine.refresh()
     seen = resume_after(request.headers.get("last-event-id"), engine.version)
     if seen >= SEQUENCE["done"]:
         return Response(status_code=204)
@@ -92,6 +95,7 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     engine, _, _, _ = _state(request)
+    engine.refresh()
     phases: dict[str, Any] = {
         "keyword": "ready",
         "semantic": engine.semantic_state,
@@ -122,6 +126,9 @@ routes = [
     Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
     Route("/search", search, methods=["GET"]),
     Route("/search/stream", search_stream, methods=["GET"]),
+    Route("/documents", post_documents, methods=["POST"]),
+    Route("/documents/{doc_id:path}", get_document, methods=["GET"]),
+    Route("/documents/{doc_id:path}", delete_document, methods=["DELETE"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/metrics", metrics_endpoint, methods=["GET"]),

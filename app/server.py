@@ -13,13 +13,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from app.cache import make_cache
+from app.documents import Writer
 from app.engine import Engine, SemanticState
 from app.errors import exception_handlers
+from app.index_work import IndexWork
 from app.jobs import CeleryJobs, EmbeddedJobs, Jobs
 from app.metrics import Metrics
 from app.precompute import claim_version, precompute
@@ -30,6 +33,8 @@ from app.settings import Settings, SettingsError
 __all__ = ["create_app", "create_app_from_env"]
 
 log = logging.getLogger(__name__)
+
+SWEEP_SECONDS = 5.0
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
@@ -54,15 +59,19 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
         jobs = make_jobs(settings, loaded)
         await jobs.start()
         searcher = Searcher(loaded, cache, metrics, settings, jobs)
+        writer = Writer.make(loaded, jobs, settings)
         warmer = asyncio.ensure_future(_precompute_when_ready(searcher, settings))
+        sweeper = asyncio.ensure_future(_sweep(writer)) if writer is not None else None
         log.info("serving %s (%d documents, version %s, cache %s, jobs %s)",
                  loaded.snapshot.folder, loaded.n_docs, loaded.version, cache.backend, jobs.mode)
         try:
             yield {"engine": loaded, "searcher": searcher, "metrics": metrics,
-                   "settings": settings}
+                   "settings": settings, "writer": writer}
         finally:
-            warmer.cancel()
-            await asyncio.gather(warmer, return_exceptions=True)
+            tasks = [t for t in (warmer, sweeper) if t is not None]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await searcher.close()
             await jobs.close()
             await cache.close()
@@ -70,11 +79,26 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
     middleware = []
     if settings.cors_origins:
         middleware.append(Middleware(
-            CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET"],
-            allow_headers=["Last-Event-ID", "If-None-Match"], expose_headers=["ETag"],
+            CORSMiddleware, allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Last-Event-ID", "If-None-Match", "Authorization", "X-API-Key",
+                           "Content-Type"],
+            expose_headers=["ETag"],
         ))
     return Starlette(routes=routes, middleware=middleware,
                      exception_handlers=exception_handlers, lifespan=lifespan)
+
+
+async def _sweep(writer: Writer, every: float = SWEEP_SECONDS) -> None:
+    """Schedule index work while documents wait for vectors: after a lost message, a broker
+    outage, or a restart, they are embedded without waiting for the next write."""
+    while True:
+        try:
+            if await anyio.to_thread.run_sync(writer.pending):
+                await writer.jobs.index_work()
+        except Exception:  # the next round tries again
+            log.exception("checking for pending index work failed")
+        await asyncio.sleep(every)
 
 
 async def _precompute_when_ready(searcher: Searcher, settings: Settings) -> None:
@@ -93,7 +117,10 @@ async def _precompute_when_ready(searcher: Searcher, settings: Settings) -> None
 
 def make_jobs(settings: Settings, engine: Engine) -> Jobs:
     if not settings.broker_url:
-        return EmbeddedJobs(engine, settings.embedded_threads)
+        work = None
+        if engine.source is not None:
+            work = IndexWork(engine.source.root, settings.compact_changes, engine.source.log)
+        return EmbeddedJobs(engine, settings.embedded_threads, work)
     if settings.reply_url is None:
         raise SettingsError(
             "PROGSEARCH_BROKER_URL is not Redis: set PROGSEARCH_REDIS_URL too, for the answers"

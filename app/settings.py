@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -62,6 +62,12 @@ class Settings:
     shutdown_grace: float = 1.0
     cache_max_age: int = 60
     """`Cache-Control: max-age` of `GET /search` answers."""
+    api_key: str | None = field(default=None, repr=False)
+    """Key that `POST` and `DELETE /documents` need; writes are refused when unset."""
+    max_body_bytes: int = 32 << 20
+    """Largest `POST /documents` body; a larger one gets 413."""
+    compact_changes: int = 50_000
+    """Changes in the delta log that trigger a compaction into a new snapshot (0: never)."""
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool]] = [
@@ -72,6 +78,8 @@ class Settings:
             ("encoder_threads", self.encoder_threads >= 1),
             ("candidates", self.candidates >= 1),
             ("cache_size", self.cache_size >= 1),
+            ("max_body_bytes", self.max_body_bytes >= 1),
+            ("compact_changes", self.compact_changes >= 0),
         ]
         for name in ("keyword_timeout", "semantic_timeout", "enhanced_timeout", "cache_ttl",
                      "redis_timeout", "send_timeout", "ping_seconds", "publish_timeout"):
@@ -110,11 +118,13 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "index": Path,
     "redis_url": str,
     "broker_url": str,
+    "api_key": str,
     "cors_origins": _origins,
     "encoder": str,
     **{n: int for n in ("max_query_chars", "max_k", "default_k", "encoder_threads",
                         "candidates", "cache_size", "retry_ms", "cache_max_age",
-                        "embedded_threads", "precompute_top")},
+                        "embedded_threads", "precompute_top", "max_body_bytes",
+                        "compact_changes")},
     **{n: float for n in ("keyword_timeout", "semantic_timeout", "enhanced_timeout",
                           "cache_ttl", "redis_timeout", "redis_backoff", "send_timeout",
                           "ping_seconds", "shutdown_grace", "publish_timeout")},

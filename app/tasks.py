@@ -2,7 +2,7 @@
 
 A task body is a plain function of a loaded `Engine` and JSON-able arguments; `register`
 binds the bodies to a Celery app for worker processes. A worker loads its engine once per
-process and reloads it when the index publishes a new version.
+process; the engine follows the index root live (new documents, new snapshot versions).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import orjson
 import redis
 
 from app.engine import Engine, SemanticState
+from app.index_work import IndexWork
 from app.params import SearchParams
-from index.snapshot import resolve_version
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -48,20 +48,26 @@ class WorkerContext:
 
     index: Path
     reply_url: str | None
+    compact_changes: int = 50_000
     _engine: Engine | None = None
+    _work: IndexWork | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _redis: redis.Redis | None = None
 
-    def engine(self, version: str | None = None) -> Engine:
+    def engine(self) -> Engine:
         with self._lock:
-            current = self._engine
-            if current is None or (version and current.version != version
-                                   and resolve_version(self.index).name != current.version):
-                current = Engine.open(self.index)
-                current.load_encoder()
-                self._engine = current
-                log.info("worker loaded index version %s", current.version)
-            return current
+            if self._engine is None:
+                engine = Engine.open(self.index)
+                engine.load_encoder()
+                self._engine = engine
+                log.info("worker loaded index version %s", engine.version)
+            return self._engine
+
+    def index_work(self) -> IndexWork:
+        with self._lock:
+            if self._work is None:
+                self._work = IndexWork(self.index, self.compact_changes)
+            return self._work
 
     def reply(self, channel: str, message: bytes) -> None:
         if self.reply_url is None:
@@ -73,7 +79,7 @@ class WorkerContext:
 
 
 def register(app: Celery, context: WorkerContext) -> None:
-    from celery.signals import worker_process_init
+    from celery.signals import worker_process_init, worker_ready
 
     @worker_process_init.connect(weak=False)
     def _warm(**_: Any) -> None:  # pragma: no cover - runs in worker children
@@ -89,9 +95,25 @@ def register(app: Celery, context: WorkerContext) -> None:
         # with its worker is not run again. Messages also expire at that deadline.
         request_id, channel = str(request["id"]), str(request["reply_to"])
         try:
-            payload = enhance_body(context.engine(request.get("version")), request)
+            payload = enhance_body(context.engine(), request)
         except Exception as exc:
             log.exception("enhance failed")
             context.reply(channel, reply_message(request_id, None, f"{type(exc).__name__}: {exc}"))
             return
         context.reply(channel, reply_message(request_id, payload))
+
+    @app.task(name="progsearch.index_work", soft_time_limit=3600, time_limit=3660,
+              ignore_result=True)
+    def index_work() -> None:
+        # acks_late (the app's default): a worker killed mid-run has the message delivered
+        # again; the run is idempotent and resumes where the stored vectors stop.
+        context.index_work().run()
+
+    @worker_ready.connect(weak=False)
+    def _catch_up(sender: Any = None, **_: Any) -> None:  # pragma: no cover - worker main
+        # Work left by a worker that died (its message may only come back much later) or
+        # written while no worker ran: one run on start picks it all up.
+        try:
+            app.send_task("progsearch.index_work")
+        except Exception:
+            log.exception("could not schedule the start-up index work")

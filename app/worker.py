@@ -31,7 +31,7 @@ def run_worker(index: Path | None, *, concurrency: int, queues: str | None, log_
     broker = settings.broker_url or DEFAULT_BROKER
     reply = settings.reply_url or (broker if broker.startswith("redis") else None)
     app = make_celery(broker)
-    register(app, WorkerContext(Path(root), reply))
+    register(app, WorkerContext(Path(root), reply, settings.compact_changes))
     app.worker_main([
         "worker",
         f"--concurrency={concurrency}",

@@ -69,7 +69,9 @@ def parse_documents(body: bytes, *, ndjson: bool | None = None) -> list[Document
     docs = []
     for where, record in _records(body, ndjson):
         try:
-            id_field = "_id" if isinstance(record, dict) and "id" not in record else "id"
+            # "id", or BEIR's "_id"; a record with neither is told about "id".
+            beir = isinstance(record, dict) and "id" not in record and "_id" in record
+            id_field = "_id" if beir else "id"
             docs.append(document_from_record(record, id_field=id_field))
         except ValueError as exc:
             raise SourceError(f"{where}: {exc}") from exc

@@ -32,6 +32,7 @@ class LiveSource:
         max_age: float = 0.0,
         check_every: float = 0.05,
         load: Callable[[Path], Snapshot] = load_snapshot,
+        snapshot: Snapshot | None = None,
     ) -> None:
         self.root = Path(root)
         self.log = log or DeltaLog.open(self.root)
@@ -40,7 +41,7 @@ class LiveSource:
         self._load = load
         self._lock = threading.Lock()
         self._checked = time.monotonic()
-        self._live = LiveIndex.open(load(self.root), self.log)
+        self._live = LiveIndex.open(snapshot or load(self.root), self.log)
 
     def current(self) -> LiveIndex:
         """The live index, with every change logged so far applied. Compare its `snapshot`

@@ -39,7 +39,7 @@ def test_parse_documents(body: bytes, ndjson: bool | None, ids: list[str]) -> No
     [
         (b'{"id": "a", "text": "x"}\n{"id": "b", "text": ""}', None, "line 2: fields 'title'"),
         (b'{"id": "a", "text": "x"}\n{oops}\n', None, "line 2: malformed JSON"),
-        (b'[{"id": "a", "text": "x"}, {"text": "y"}]', None, "item 1: field '_id' is missing"),
+        (b'[{"id": "a", "text": "x"}, {"text": "y"}]', None, "item 1: field 'id' is missing"),
         (b"{oops}", False, "malformed JSON"),
         (b"[]", None, "no document"),
         (b'{"id": "a", "title": 3}', None, "field 'title' must be a string"),

@@ -1,0 +1,124 @@
+"""Index-side work of one index root: embedding written documents, and compaction.
+
+`IndexWork.run` is the body of the ``progsearch.index_work`` task (a Celery worker, or the
+server's embedded pool). It is idempotent and takes no arguments: it embeds every document
+still waiting for vectors, then compacts the delta into a new snapshot when the log has grown
+past `compact_changes`. Any run catches up with everything written before it started, so a
+lost or duplicated message costs nothing, and a worker killed in the middle leaves work the
+next run finishes (`DeltaLog.put_vectors` stores each (id, content hash) at most once).
+
+One pass runs at a time per root, across processes (``ROOT/.embed.lock``). A run that finds
+the lock taken returns at once; the holder looks at the log again after releasing it, so a
+document written meanwhile is never left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from index.compact import CompactionResult, compact
+from index.delta import DeltaLog
+from index.ingest import embed_pending, load_document_encoder, passage_options
+from index.snapshot import MANIFEST, resolve_version
+
+if TYPE_CHECKING:
+    from rankers.encoder import Encoder
+
+__all__ = ["EMBED_BATCH", "IndexWork", "WorkReport"]
+
+log = logging.getLogger(__name__)
+
+EMBED_BATCH = 16
+"""Documents embedded (and stored) per step: small, so a new document waits little behind
+others and a killed worker loses little work."""
+LOCK_FILE = ".embed.lock"
+
+
+@dataclass(frozen=True)
+class WorkReport:
+    embedded: int
+    compacted: CompactionResult | None
+
+
+@contextlib.contextmanager
+def _try_lock(path: Path) -> Iterator[bool]:
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+class IndexWork:
+    def __init__(self, root: Path, compact_changes: int = 50_000,
+                 log_: DeltaLog | None = None) -> None:
+        self.root = Path(root)
+        self.log = log_ or DeltaLog.open(self.root)
+        self.compact_changes = compact_changes
+        self._encoder: Encoder | None = None
+        self._local = threading.Lock()
+
+    def _manifest(self) -> dict[str, Any]:
+        data: dict[str, Any] = orjson.loads((resolve_version(self.root) / MANIFEST).read_bytes())
+        return data
+
+    def _document_encoder(self, manifest: dict[str, Any]) -> Encoder:
+        wanted = str(manifest["vectors"]["encoder"])
+        if self._encoder is None or self._encoder.fingerprint != wanted:
+            self._encoder = load_document_encoder(manifest)
+        return self._encoder
+
+    def pending(self) -> bool:
+        return bool(self.log.pending_embeddings(1))
+
+    def run(self) -> WorkReport:
+        """Embed what is waiting, then compact if the delta is due; see the module doc."""
+        embedded = 0
+        with self._local:
+            while True:
+                with _try_lock(self.root / LOCK_FILE) as held:
+                    if not held:
+                        break
+                    embedded += self._embed_all()
+                if not self.pending():
+                    break
+            compacted = self._compact_if_due()
+        if embedded or compacted:
+            log.info("index work: %d documents embedded%s", embedded,
+                     f", compacted into {compacted.version}" if compacted else "")
+        return WorkReport(embedded, compacted)
+
+    def _embed_all(self) -> int:
+        manifest = self._manifest()
+        if not manifest.get("vectors"):
+            return 0
+        encoder = self._document_encoder(manifest)
+        options = passage_options(manifest)
+        total = 0
+        while True:
+            stored = embed_pending(self.log, encoder, options, limit=EMBED_BATCH)
+            if not stored:
+                return total
+            total += stored
+
+    def _compact_if_due(self) -> CompactionResult | None:
+        if self.compact_changes <= 0:
+            return None
+        base = int(self._manifest().get("delta_seq", 0))
+        if self.log.last_seq() - base < self.compact_changes:
+            return None
+        return compact(self.root, self.log)
