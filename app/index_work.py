@@ -89,12 +89,14 @@ class IndexWork:
         """Embed what is waiting, then compact if the delta is due; see the module doc."""
         embedded = 0
         with self._local:
-            while True:
+            manifest = self._manifest()
+            while manifest.get("vectors"):  # a keyword-only index embeds nothing
                 with _try_lock(self.root / LOCK_FILE) as held:
                     if not held:
                         break
-                    embedded += self._embed_all()
-                if not self.pending():
+                    stored = self._embed_all(manifest)
+                embedded += stored
+                if not stored or not self.pending():
                     break
             compacted = self._compact_if_due()
         if embedded or compacted:
@@ -102,10 +104,7 @@ class IndexWork:
                      f", compacted into {compacted.version}" if compacted else "")
         return WorkReport(embedded, compacted)
 
-    def _embed_all(self) -> int:
-        manifest = self._manifest()
-        if not manifest.get("vectors"):
-            return 0
+    def _embed_all(self, manifest: dict[str, Any]) -> int:
         encoder = self._document_encoder(manifest)
         options = passage_options(manifest)
         total = 0
