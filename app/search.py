@@ -34,6 +34,13 @@ log = logging.getLogger(__name__)
 # under a millisecond; a thread hop would cost more than it saves. Larger corpora use threads.
 INLINE_DOCS = 200_000
 QUERY_LOG = "ps1:querylog"
+Vector = np.ndarray[Any, np.dtype[np.float32]]
+
+
+def _consume(task: asyncio.Task[Any]) -> None:
+    """Retrieve a background task's exception (the phase that awaits it reports it)."""
+    if not task.cancelled():
+        task.exception()
 
 
 class PhaseError(Exception):
@@ -78,7 +85,9 @@ class Searcher:
         self.settings = settings
         self._flights: SingleFlight[Any] = SingleFlight()
         self._writes: set[asyncio.Task[None]] = set()
-        self._semantic_limit = anyio.CapacityLimiter(max(1, settings.encoder_threads))
+        # One encoding at a time: its `encoder_threads` threads already use the cores, and a
+        # second one would only slow both down.
+        self._semantic_limit = anyio.CapacityLimiter(1)
 
     def key(self, phase: str, params: SearchParams) -> str:
         return f"ps1:{self.engine.version}:{phase}:{params.k}:{params.digest}"
@@ -139,7 +148,7 @@ class Searcher:
         if state != SemanticState.READY:
             raise PhaseError(phase, "unavailable", self.engine.semantic_error)
 
-    async def _vector(self, params: SearchParams) -> np.ndarray[Any, np.dtype[np.float32]]:
+    async def _vector(self, params: SearchParams) -> Vector:
         text = params.normalized.split("\x00", 1)[0]
         key = f"ps1:emb:{self.engine.encoder_fingerprint}:{params.digest}"
         (value,) = await self.cache.get_many([key])
@@ -147,7 +156,7 @@ class Searcher:
         if value is not None and len(value) % 4 == 0:
             return np.frombuffer(value, dtype=np.float32)
 
-        async def encode() -> np.ndarray[Any, np.dtype[np.float32]]:
+        async def encode() -> Vector:
             vector = await anyio.to_thread.run_sync(
                 self.engine.encode, text, limiter=self._semantic_limit, abandon_on_cancel=True
             )
@@ -157,11 +166,27 @@ class Searcher:
             return vector
 
         vector, _ = await self._flights.run(key, encode)
-        result: np.ndarray[Any, np.dtype[np.float32]] = vector
+        result: Vector = vector
         return result
 
+    def start_vector(self, params: SearchParams) -> asyncio.Task[Vector] | None:
+        """Start computing the query vector now, so the encoder runs on another core while the
+        keyword phase is answered (None when the encoder is not ready: the phases report it)."""
+        if self.engine.semantic_state != SemanticState.READY:
+            return None
+        task = asyncio.ensure_future(self._vector(params))
+        task.add_done_callback(_consume)
+        return task
+
+    async def _query_vector(self, params: SearchParams, started: asyncio.Task[Vector] | None
+                            ) -> Vector:
+        if started is not None:
+            return await asyncio.shield(started)
+        return await self._vector(params)
+
     async def semantic(self, params: SearchParams, state: KeywordState | None,
-                       cached: bytes | None = None) -> PhaseResult:
+                       cached: bytes | None = None,
+                       vector_task: asyncio.Task[Vector] | None = None) -> PhaseResult:
         start = time.perf_counter()
         if cached is not None:
             return self._done("semantic", cached, True, start)
@@ -169,7 +194,7 @@ class Searcher:
         key = self.key("semantic", params)
 
         async def work() -> dict[str, Any]:
-            vector = await self._vector(params)
+            vector = await self._query_vector(params, vector_task)
             kw = state
             if kw is None:  # the keyword phase came from the cache: rebuild its candidates
                 kw = self.engine.keyword_state(params, self.settings.candidates)
@@ -187,8 +212,8 @@ class Searcher:
         return self._done("semantic", payload, False, start)
 
     # -- enhanced -----------------------------------------------------------------------
-    async def enhanced(self, params: SearchParams, cached: bytes | None = None
-                       ) -> PhaseResult:
+    async def enhanced(self, params: SearchParams, cached: bytes | None = None,
+                       vector_task: asyncio.Task[Vector] | None = None) -> PhaseResult:
         start = time.perf_counter()
         if cached is not None:
             return self._done("enhanced", cached, True, start)
@@ -200,7 +225,7 @@ class Searcher:
         deadline = self.settings.enhanced_timeout
 
         async def work() -> dict[str, Any]:
-            vector = await self._vector(params)
+            vector = await self._query_vector(params, vector_task)
             request = {"q": params.q, "k": params.k, "prefix": params.prefix,
                        "vector": vector.tolist(), "version": self.engine.version}
             return await self.jobs.enhance(request, deadline)

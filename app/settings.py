@@ -52,7 +52,8 @@ class Settings:
     redis_backoff: float = 1.0
     """After a Redis failure, skip Redis for this many seconds."""
     encoder: str = "int8"
-    encoder_threads: int = 1
+    encoder_threads: int = 2
+    """Threads of one query encoding; queries are encoded one at a time per process."""
     candidates: int = 100
     """Depth of the keyword and nearest-neighbour lists fused by the semantic phase."""
     send_timeout: float = 10.0

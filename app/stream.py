@@ -9,6 +9,7 @@ an EventSource to stop reconnecting.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -56,15 +57,23 @@ async def phase_events(searcher: Searcher, params: SearchParams, seen: int,
     all_cached = True
     cached = await searcher.lookup(wanted, params)
     state = None
+    vector = None
+    if any(p in wanted and p not in cached for p in ("semantic", "enhanced")):
+        vector = searcher.start_vector(params)
+        if vector is not None:
+            # Let the vector's task reach the encoder's thread (a cache lookup, then the
+            # hand-off) before the keyword phase holds the loop.
+            for _ in range(3):
+                await asyncio.sleep(0)
     for phase in wanted:
         try:
             result: PhaseResult
             if phase == "keyword":
                 result, state = await searcher.keyword(params, cached.get("keyword"))
             elif phase == "semantic":
-                result = await searcher.semantic(params, state, cached.get("semantic"))
+                result = await searcher.semantic(params, state, cached.get("semantic"), vector)
             else:
-                result = await searcher.enhanced(params, cached.get("enhanced"))
+                result = await searcher.enhanced(params, cached.get("enhanced"), vector)
         except PhaseError as exc:
             failure = exc
         except Exception as exc:  # one phase failing must not end the stream

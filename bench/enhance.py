@@ -43,6 +43,8 @@ FEATURE_SETS: list[tuple[str, ...]] = [
     ("bm25", "dense", "best", "top2", "coverage"),
     ("bm25", "dense", "best", "top2", "title", "coverage"),
     ("semantic", "best", "top2", "coverage"),
+    ("bm25", "dense", "best", "coverage", "prf"),
+    ("bm25", "dense", "best", "top2", "coverage", "prf"),
 ]
 
 

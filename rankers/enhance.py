@@ -37,6 +37,7 @@ __all__ = [
     "PassageScores",
     "PassageVectors",
     "combine",
+    "feedback_scores",
     "gather_segments",
     "highlight_rows",
     "mark_terms",
@@ -50,11 +51,13 @@ F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
-FEATURES = ("bm25", "dense", "semantic", "best", "best1", "top2", "title", "coverage")
+FEATURES = ("bm25", "dense", "semantic", "best", "best1", "top2", "title", "coverage", "prf")
 """Per-candidate features: keyword score, document cosine, the semantic phase's fused score,
 best passage cosine (title, sentences and sentence pairs), best single passage, mean of the two
-best single passages, title passage cosine, and the idf-weighted share of the query's terms that
-the document contains."""
+best single passages, title passage cosine, the idf-weighted share of the query's terms that
+the document contains, and the cosine to the centroid of the semantic phase's top
+:data:`PRF_DOCS` documents (pseudo-relevance feedback)."""
+PRF_DOCS = 3
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,19 @@ def term_coverage(postings: Postings, terms: I64, weights: F32, docs: I64) -> F3
     return total / np.float32(mass)
 
 
+def feedback_scores(vectors: F32, ranked: int) -> F32:
+    """Cosine of each row of ``vectors`` (the candidates' unit document vectors, best first) to
+    the centroid of the first ``ranked`` rows: documents like the top hits score high."""
+    if vectors.shape[0] == 0:
+        return np.zeros(0, dtype=np.float32)
+    centroid = vectors[:ranked].sum(axis=0, dtype=np.float32)
+    norm = float(np.linalg.norm(centroid))
+    if norm == 0.0:
+        return np.zeros(vectors.shape[0], dtype=np.float32)
+    out: F32 = (vectors @ (centroid / np.float32(norm))).astype(np.float32)
+    return out
+
+
 def zscore(values: npt.ArrayLike) -> F64:
     """Mean 0 and standard deviation 1 over the candidates (all zeros when they are all equal)."""
     v = np.asarray(values, dtype=np.float64)
@@ -276,7 +292,8 @@ class EnhancedRanker:
         else:
             bm25 = score_docs(self.keyword.postings, plan.terms, plan.weights, docs)
         q = np.asarray(query_vector, dtype=np.float32)
-        dense = np.asarray(self.doc_vectors[docs], dtype=np.float32) @ q
+        doc_vectors = np.asarray(self.doc_vectors[docs], dtype=np.float32)
+        dense = doc_vectors @ q
         rows, offsets = gather_segments(self.ptr, docs)
         sims = self.vectors.sims(rows, q)
         pairs = pair_sims(sims, self.pair_norm[rows])
@@ -292,6 +309,7 @@ class EnhancedRanker:
             "coverage": term_coverage(
                 self.keyword.postings, plan.terms, plan.weights * self.idf[plan.terms], docs
             ),
+            "prf": feedback_scores(doc_vectors, PRF_DOCS),
         }
         return feats, (sims, pairs), rows, offsets
 

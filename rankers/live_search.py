@@ -184,6 +184,17 @@ class LiveSearch:
         return out
 
     @staticmethod
+    def _rows(vectors: npt.NDArray[np.generic], docs: I64, view: DeltaView) -> F32:
+        """The document vectors of `docs` (snapshot rows and embedded delta slots)."""
+        snap = docs < view.n_snapshot
+        out = np.zeros((docs.size, vectors.shape[1]), dtype=np.float32)
+        out[snap] = np.asarray(vectors[docs[snap]], dtype=np.float32)
+        if not snap.all():
+            assert view.vectors is not None
+            out[~snap] = view.vectors[docs[~snap] - view.n_snapshot]
+        return out
+
+    @staticmethod
     def _embedded(docs: I64, view: DeltaView) -> npt.NDArray[np.bool_]:
         """Snapshot rows not hidden, and live delta slots that have vectors."""
         ok = view.live(docs)
@@ -241,8 +252,10 @@ class LiveSearch:
         its candidate depth). Highlights of delta documents have no row in the snapshot's
         passages: their `passages` entry is -1."""
         from rankers.enhance import (
+            PRF_DOCS,
             EnhancedResult,
             combine,
+            feedback_scores,
             highlight_rows,
             mark_terms,
             passage_scores,
@@ -259,15 +272,17 @@ class LiveSearch:
         q = np.asarray(query_vector, dtype=np.float32)
         layout = _Layout(enhanced, docs, q, view)
         ps = passage_scores(layout.sims, layout.pairs, layout.offsets, layout.kinds)
+        vectors = self._rows(enhanced.doc_vectors, docs, view)
         feats = {
             "bm25": self._bm25(plan, keyword, docs, view),
-            "dense": self._cosines(enhanced.doc_vectors, docs, q, view),
+            "dense": vectors @ q,
             "semantic": sem_scores,
             "best": ps.best,
             "best1": ps.best1,
             "top2": ps.top2,
             "title": ps.title,
             "coverage": self._coverage(plan, docs, view),
+            "prf": feedback_scores(vectors, PRF_DOCS),
         }
         fused = combine(dict(feats), enhanced.settings.weights)
         order = np.lexsort((np.arange(fused.size), -fused))[:k]

@@ -279,3 +279,17 @@ def test_passage_vectors_read_as_float_rows() -> None:
     np.testing.assert_allclose(view[rows], vectors[rows], atol=5e-3)
     np.testing.assert_allclose(view.sims(rows, vectors[0]), vectors[rows] @ vectors[0], atol=5e-3)
     assert view.shape == (30, 16) and len(view) == 30
+
+
+def test_feedback_scores_are_cosines_to_the_centroid_of_the_top_rows() -> None:
+    from rankers.enhance import feedback_scores
+
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(6, 8)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    c = v[:3].sum(axis=0)
+    c /= np.linalg.norm(c)
+    np.testing.assert_allclose(feedback_scores(v, 3), v @ c, rtol=1e-5, atol=1e-6)
+    assert feedback_scores(v[:0], 3).shape == (0,)
+    opposite = np.stack([v[0], -v[0]])
+    np.testing.assert_array_equal(feedback_scores(opposite, 2), np.zeros(2, np.float32))

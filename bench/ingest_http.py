@@ -1,0 +1,244 @@
+"""Streaming ingestion over HTTP, against a real `progsearch serve` and a real Celery worker.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.ingest_http --index /tmp/sfp \
+        --data ../shared/data/scifact
+
+The index (a SciFact snapshot with vectors and passages, from `progsearch index`) is copied to
+a scratch folder, which the server serves live with `PROGSEARCH_BROKER_URL` set, and one
+`progsearch worker` (Redis broker, a database this run flushes) does the embedding.
+
+1. **Time to the semantic phase.** `--docs` SciFact abstracts, one at a time, are written under
+   new ids with `POST /documents`; right after each answer the stream is asked, every
+   `--poll-ms`, for the document's title until the `semantic` event lists the new id. Reported:
+   the time from sending the write to the first stream that showed it in the keyword phase, and
+   in the semantic phase.
+2. **Write throughput.** `--batches` NDJSON bodies of `--batch` SciFact abstracts (about
+   1.5 KB each) are posted back to back on one connection, while the worker embeds. Each answer
+   comes after the batch is durable (one SQLite transaction, fsynced). The peer is the least a
+   durable HTTP write costs: a Starlette app on the same uvicorn that appends the body to a
+   file and fsyncs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import numpy as np
+import orjson
+
+from bench.sse_client import fetch
+from bench.stream import Server, Servers, wait_ready
+from bench.timing import print_table, summarize
+
+KEY = "bench-key"
+HEADERS = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/x-ndjson"}
+
+PEER_APP = '''
+import os
+
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+FILE = os.environ["PEER_FILE"]
+
+
+async def write(request):
+    body = await request.body()
+    with open(FILE, "ab") as fh:
+        fh.write(body)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return JSONResponse({"written": body.count(b"\\n")})
+
+
+async def ready(request):
+    return JSONResponse({"phase": "peer"})
+
+
+app = Starlette(routes=[Route("/documents", write, methods=["POST"]), Route("/readyz", ready)])
+'''
+
+
+def records(data: Path) -> list[dict[str, Any]]:
+    name = "corpus.jsonl.gz" if (data / "corpus.jsonl.gz").exists() else "corpus.jsonl"
+    opener = gzip.open if name.endswith(".gz") else open
+    with opener(data / name, "rb") as fh:
+        return [orjson.loads(line) for line in fh if line.strip()]
+
+
+def as_doc(record: dict[str, Any], new_id: str) -> dict[str, Any]:
+    return {"id": new_id, "title": record.get("title", ""), "text": record.get("text", "")}
+
+
+def stream_ids(port: int, query: str) -> dict[str, list[str]]:
+    reply = fetch(port, f"/search/stream?q={quote(query)}&k=10", timeout=10)
+    out: dict[str, list[str]] = {}
+    for event in reply.events:
+        if event.name in ("keyword", "semantic"):
+            out[event.name] = [h["id"] for h in orjson.loads(event.data)["hits"]]
+    return out
+
+
+def time_to_phases(port: int, docs: list[dict[str, Any]], poll: float,
+                   timeout: float) -> tuple[list[float], list[float], int]:
+    """Per document: seconds from sending the write to keyword, and to semantic."""
+    keyword, semantic = [], []
+    missed = 0
+    with httpx.Client(timeout=30) as client:
+        for doc in docs:
+            query = doc["title"] or doc["text"][:200]
+            sent = time.perf_counter()
+            r = client.post(f"http://127.0.0.1:{port}/documents", content=orjson.dumps(doc),
+                            headers={**HEADERS, "Content-Type": "application/json"})
+            r.raise_for_status()
+            seen_kw: float | None = None
+            while True:
+                ids = stream_ids(port, query)
+                now = time.perf_counter()
+                if seen_kw is None and doc["id"] in ids.get("keyword", []):
+                    seen_kw = now - sent
+                if doc["id"] in ids.get("semantic", []):
+                    semantic.append(now - sent)
+                    break
+                if now - sent > timeout:
+                    missed += 1
+                    break
+                time.sleep(poll)
+            keyword.append(seen_kw if seen_kw is not None else float("nan"))
+    return keyword, semantic, missed
+
+
+def throughput(port: int, bodies: list[bytes], docs_per_body: int) -> dict[str, Any]:
+    latencies = []
+    errors = 0
+    with httpx.Client(timeout=60) as client:
+        url = f"http://127.0.0.1:{port}/documents"
+        client.post(url, content=bodies[0], headers=HEADERS)  # connection and warm-up
+        start = time.perf_counter()
+        for body in bodies[1:]:
+            t0 = time.perf_counter()
+            r = client.post(url, content=body, headers=HEADERS)
+            latencies.append(time.perf_counter() - t0)
+            errors += r.status_code != 200
+        wall = time.perf_counter() - start
+    n = docs_per_body * (len(bodies) - 1)
+    return {"docs_per_s": n / wall, "latencies": latencies, "errors": errors, "docs": n}
+
+
+def start_worker(root: Path, broker: str, log: Path) -> subprocess.Popen[bytes]:
+    exe = Path(sys.executable).parent / "progsearch"
+    cmd = [str(exe), "worker", str(root), "--broker-url", broker, "--concurrency", "1",
+           "--log-level", "info"]
+    with open(log, "wb") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                                start_new_session=True)
+
+
+def wait_worker(log: Path, proc: subprocess.Popen[bytes], timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while "semantic phase ready" not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(log.read_text(errors="replace")[-4000:])
+        time.sleep(0.1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest_http", description=__doc__)
+    parser.add_argument("--index", type=Path, required=True)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/scifact"))
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12",
+                        help="broker and answers: a Redis database this run flushes")
+    parser.add_argument("--docs", type=int, default=40)
+    parser.add_argument("--poll-ms", type=float, default=20.0)
+    parser.add_argument("--batches", type=int, default=40)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--work", type=Path, default=None)
+    args = parser.parse_args()
+    print("$ " + shlex.join([sys.executable, "-m", "bench.ingest_http", *sys.argv[1:]]))
+
+    import redis
+
+    redis.Redis.from_url(args.redis_url).flushdb()
+    corpus = records(args.data)
+    with tempfile.TemporaryDirectory(dir=args.work, prefix="bench-ingest-http-") as tmp:
+        work = Path(tmp)
+        root = work / "index"
+        shutil.copytree(args.index, root, ignore=shutil.ignore_patterns("delta.sqlite*"))
+        servers = Servers(work, root)
+        (work / "ps_ingest_peer.py").write_text(PEER_APP)
+        worker = start_worker(root, args.redis_url, work / "worker.log")
+        try:
+            wait_worker(work / "worker.log", worker)
+            server = servers._spawn("progsearch", [
+                *servers.progsearch_cmd, "serve", str(root), "--port", "{port}",
+                "--log-level", "warning"], env={
+                    "PROGSEARCH_API_KEY": KEY, "PROGSEARCH_BROKER_URL": args.redis_url,
+                    "PROGSEARCH_PRECOMPUTE_TOP": "0"})
+            wait_ready(server)
+            return run(args, corpus, servers, server, work)
+        finally:
+            servers.close()
+            os.killpg(worker.pid, 15)
+            worker.wait()
+
+
+def run(args: argparse.Namespace, corpus: list[dict[str, Any]], servers: Servers,
+        server: Server, work: Path) -> int:
+    rng = np.random.default_rng(3)
+    picks = rng.choice(len(corpus), size=args.docs, replace=False)
+    docs = [as_doc(corpus[int(i)], f"live-{n}") for n, i in enumerate(picks)]
+    keyword, semantic, missed = time_to_phases(server.port, docs, args.poll_ms / 1000, 30.0)
+    kw = summarize(np.asarray(keyword) * 1000)
+    sem = summarize(np.asarray(semantic) * 1000) if semantic else {"p50": np.nan, "p99": np.nan}
+    print(f"\n1. write to found, one document at a time, {args.docs} SciFact abstracts, "
+          f"stream polled every {args.poll_ms:g} ms (one worker, concurrency 1)")
+    print_table([
+        ["keyword", kw["p50"], kw["p99"], float(np.nanmax(keyword)) * 1000, len(keyword)],
+        ["semantic", sem["p50"], sem["p99"],
+         float(np.max(semantic)) * 1000 if semantic else np.nan, len(semantic)],
+    ], ["phase", "p50 ms", "p99 ms", "max ms", "n"])
+    if missed:
+        print(f"   {missed} documents not found by the semantic phase within 30 s")
+
+    bodies = []
+    for b in range(args.batches + 1):
+        lines = [orjson.dumps(as_doc(corpus[(b * args.batch + i) % len(corpus)], f"bulk-{b}-{i}"))
+                 for i in range(args.batch)]
+        bodies.append(b"\n".join(lines) + b"\n")
+    size = sum(map(len, bodies)) / len(bodies) / args.batch
+    ours = throughput(server.port, bodies, args.batch)
+    servers.stop(server)
+    peer = servers._spawn("peer", [
+        sys.executable, "-m", "uvicorn", "ps_ingest_peer:app", "--app-dir", str(work),
+        "--port", "{port}", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+        "--log-level", "warning"], env={"PEER_FILE": str(work / "peer.ndjson")})
+    wait_ready(peer)
+    floor = throughput(peer.port, bodies, args.batch)
+    print(f"\n2. NDJSON batches of {args.batch} SciFact abstracts ({size:.0f} bytes each), "
+          f"{args.batches} batches on one connection, the worker embedding meanwhile")
+    rows = []
+    for name, r in (("progsearch POST /documents", ours), ("peer: append + fsync", floor)):
+        lat = summarize(np.asarray(r["latencies"]) * 1000)
+        rows.append([name, r["docs_per_s"], lat["p50"], lat["p99"], r["docs"], r["errors"]])
+    print_table(rows, ["server", "docs/s", "batch p50 ms", "batch p99 ms", "docs", "errors"])
+    print(f"   progsearch / peer throughput: {ours['docs_per_s'] / floor['docs_per_s']:.2f}")
+    print(f"   1-minute load average at the end: {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
