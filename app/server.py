@@ -102,17 +102,24 @@ async def _sweep(writer: Writer, every: float = SWEEP_SECONDS) -> None:
 
 
 async def _precompute_when_ready(searcher: Searcher, settings: Settings) -> None:
-    """After an index change, one server (the first to claim the version) fills the shared
-    cache with the most frequent queries' phases."""
+    """After each index change (a new snapshot, or writes: looked at every
+    `precompute_interval` seconds), one server, the first to claim the new version, fills the
+    shared cache with the most frequent queries' phases."""
     if searcher.cache.backend != "redis" or settings.precompute_top <= 0:
         return
     while searcher.engine.semantic_state == SemanticState.LOADING:
         await asyncio.sleep(0.2)
-    try:
-        if await claim_version(searcher):
-            await precompute(searcher, settings.precompute_top)
-    except Exception:  # warming the cache is an optimisation: log it, never crash the server
-        log.exception("precomputing popular queries failed")
+    done = ""
+    while True:
+        version = searcher.engine.refresh().version
+        if version != done:
+            try:
+                if await claim_version(searcher):
+                    await precompute(searcher, settings.precompute_top)
+            except Exception:  # warming the cache is an optimisation: log it, never crash
+                log.exception("precomputing popular queries failed")
+            done = version
+        await asyncio.sleep(settings.precompute_interval)
 
 
 def make_jobs(settings: Settings, engine: Engine) -> Jobs:

@@ -37,6 +37,8 @@ class Settings:
     embedded_threads: int = 2
     precompute_top: int = 100
     """Most frequent logged queries precomputed into the cache after each index change."""
+    precompute_interval: float = 30.0
+    """Seconds between looks for an index change to precompute for (writes change it)."""
     cors_origins: tuple[str, ...] = ()
     max_query_chars: int = 1024
     max_k: int = 100
@@ -83,7 +85,8 @@ class Settings:
             ("compact_changes", self.compact_changes >= 0),
         ]
         for name in ("keyword_timeout", "semantic_timeout", "enhanced_timeout", "cache_ttl",
-                     "redis_timeout", "send_timeout", "ping_seconds", "publish_timeout"):
+                     "redis_timeout", "send_timeout", "ping_seconds", "publish_timeout",
+                     "precompute_interval"):
             checks.append((name, getattr(self, name) > 0))
         for name, ok in checks:
             if not ok:
@@ -128,7 +131,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
                         "compact_changes")},
     **{n: float for n in ("keyword_timeout", "semantic_timeout", "enhanced_timeout",
                           "cache_ttl", "redis_timeout", "redis_backoff", "send_timeout",
-                          "ping_seconds", "shutdown_grace", "publish_timeout")},
+                          "ping_seconds", "shutdown_grace", "publish_timeout",
+                          "precompute_interval")},
 }
 
 

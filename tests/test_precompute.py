@@ -79,3 +79,44 @@ def test_precompute_command_fills_redis(sample_root: Path) -> None:
         assert "precomputed 2 queries" in run.stdout
         keys = sorted(k.decode().rsplit(":", 1)[0] for k in client.keys(f"ps1:{version}:*"))
         assert keys == sorted(f"ps1:{version}:{p}:{k}" for p in PHASES for k in (5, 10))
+
+
+def test_a_write_gets_the_popular_queries_precomputed_for_the_new_version(
+    sample_root: Path, tmp_path: Path
+) -> None:
+    import shutil
+    import time
+
+    from starlette.testclient import TestClient
+
+    from app.server import create_app
+    from tests.sse import read_stream
+    from tests.test_api import wait_ready
+
+    root = tmp_path / "index"
+    shutil.copytree(sample_root, root, ignore=shutil.ignore_patterns("delta.sqlite*"))
+    with private_redis() as server:
+        settings = Settings(index=root, redis_url=server.url, api_key="k", precompute_top=3,
+                            precompute_interval=0.1)
+        with TestClient(create_app(settings)) as c:
+            wait_ready(c)
+            for _ in range(3):
+                read_stream(c, "/search/stream?q=tea+kettle")
+            r = c.post("/documents", headers={"X-API-Key": "k"},
+                       json={"id": "n1", "title": "Copper tea kettle", "text": "Whistles."})
+            assert r.status_code == 201
+            deadline = time.monotonic() + 60
+            while not c.get("/documents/n1").json()["embedded"]:  # the last change
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            version = c.get("/readyz").json()["index_version"]
+            assert "+" in version
+            client = redis.Redis.from_url(server.url)
+            while len(client.keys(f"ps1:{version}:*")) < len(PHASES):
+                assert time.monotonic() < deadline, client.keys("ps1:*")
+                time.sleep(0.05)
+            _, events = read_stream(c, "/search/stream?q=tea+kettle")
+            assert events[-1].event == "done"
+            assert events[-1].data["cached"] is True
+            assert events[-1].data["index_version"] == version
+            assert "n1" in [h["id"] for h in events[0].data["hits"]]
