@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import shutil
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +35,7 @@ from index.snapshot import MANIFEST, resolve_version
 if TYPE_CHECKING:
     from rankers.encoder import Encoder
 
-__all__ = ["EMBED_BATCH", "IndexWork", "WorkReport"]
+__all__ = ["EMBED_BATCH", "IndexWork", "WorkReport", "prune_versions"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ EMBED_BATCH = 16
 """Documents embedded (and stored) per step: small, so a new document waits little behind
 others and a killed worker loses little work."""
 LOCK_FILE = ".embed.lock"
+KEEP_SECONDS = 300.0
+"""Old snapshot versions are kept at least this long after they were written."""
 
 
 @dataclass(frozen=True)
@@ -120,4 +124,26 @@ class IndexWork:
         base = int(self._manifest().get("delta_seq", 0))
         if self.log.last_seq() - base < self.compact_changes:
             return None
-        return compact(self.root, self.log)
+        result = compact(self.root, self.log)
+        if result is not None:
+            prune_versions(self.root)
+        return result
+
+
+def prune_versions(root: Path, keep: int = 2, grace: float = KEEP_SECONDS) -> list[str]:
+    """Remove old version folders: all but the newest `keep` (the current one among them),
+    and only those unchanged for `grace` seconds, so a process still reading the previous
+    version has long moved to the current one. Returns the names removed."""
+    current = resolve_version(root).name
+    versions = sorted(
+        (p for p in root.iterdir() if p.is_dir() and (p / MANIFEST).is_file()),
+        key=lambda p: p.name,
+    )
+    removed = []
+    now = time.time()
+    for folder in versions[:-keep] if keep > 0 else versions:
+        if folder.name == current or now - folder.stat().st_mtime < grace:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder.name)
+    return removed

@@ -124,6 +124,10 @@ def test_worker_killed_while_embedding_embeds_each_document_exactly_once(
             _, events = read_stream(http, f"{s.url}/search/stream?q={q}&k=5")
             semantic = next(e for e in events if e.event == "semantic")
             assert "k40" in [h["id"] for h in semantic.data["hits"]]
+            # The worker's enhanced phase sees the written documents too, with highlights.
+            enhanced = next(e for e in events if e.event == "enhanced")
+            hit = next(h for h in enhanced.data["hits"] if h["id"] == "k40")
+            assert "<mark>" in hit["highlight"]
     finally:
         worker.stop()
 

@@ -1,0 +1,58 @@
+"""The index work run after writes: compaction when due, and old versions pruned."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from app.index_work import IndexWork, prune_versions
+from index.delta import DeltaLog
+from index.snapshot import CURRENT, MANIFEST, BuildOptions, load_snapshot, write_snapshot
+from index.sources import open_source
+from index.types import Document
+from tests.conftest import make_corpus, write_jsonl
+
+
+def keyword_index(tmp_path: Path, n: int = 50) -> Path:
+    src = write_jsonl(tmp_path / "corpus.jsonl", make_corpus(n, seed=2))
+    root = tmp_path / "index"
+    write_snapshot(open_source(src), root, BuildOptions(workers=1))
+    return root
+
+
+def test_compaction_runs_when_the_log_reaches_the_threshold(tmp_path: Path) -> None:
+    root = keyword_index(tmp_path)
+    log = DeltaLog.open(root)
+    work = IndexWork(root, compact_changes=10, log_=log)
+    log.append([Document(f"n{i}", f"title {i}", "text") for i in range(9)])
+    report = work.run()
+    assert report.compacted is None and report.embedded == 0
+    log.delete(["d0"])
+    report = work.run()
+    assert report.compacted is not None
+    snapshot = load_snapshot(root)
+    assert snapshot.version == report.compacted.version
+    assert snapshot.n_docs == 50 + 9 - 1
+    assert snapshot.docs.lookup("n8") is not None and snapshot.docs.lookup("d0") is None
+    assert log.changes_since(report.compacted.through) == []
+
+
+def test_old_versions_are_pruned_after_their_grace_period(tmp_path: Path) -> None:
+    root = tmp_path / "index"
+    root.mkdir()
+    names = [f"20260101T00000{i}Z-v{i}" for i in range(4)]
+    old = time.time() - 3600
+    for name in names:
+        (root / name).mkdir()
+        (root / name / MANIFEST).write_text("{}")
+        os.utime(root / name, (old, old))
+    (root / CURRENT).write_text(names[-1])
+    os.utime(root / names[0], None)  # written just now: still in its grace period
+    assert prune_versions(root, keep=2, grace=60) == [names[1]]
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [names[0], *names[2:]]
+    # The current version is never removed, even when it is not among the newest names.
+    (root / CURRENT).write_text(names[0])
+    os.utime(root / names[0], (old, old))
+    assert prune_versions(root, keep=1, grace=60) == [names[2]]
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [names[0], names[3]]
