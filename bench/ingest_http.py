@@ -27,7 +27,6 @@ import gzip
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ import numpy as np
 import orjson
 from httpx_sse import connect_sse
 
-from bench.stream import Server, Servers, wait_ready
+from bench.stream import Server, Servers, wait_ready, wait_worker
 from bench.timing import print_table, summarize
 
 KEY = "bench-key"
@@ -148,24 +147,6 @@ def throughput(port: int, bodies: list[bytes], docs_per_body: int) -> dict[str, 
     return {"docs_per_s": n / wall, "latencies": latencies, "errors": errors, "docs": n}
 
 
-def start_worker(root: Path, broker: str, log: Path) -> subprocess.Popen[bytes]:
-    exe = Path(sys.executable).parent / "progsearch"
-    cmd = [str(exe), "worker", str(root), "--broker-url", broker, "--concurrency", "1",
-           "--log-level", "info"]
-    with open(log, "wb") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "HF_HUB_OFFLINE": "1"},
-                                start_new_session=True)
-
-
-def wait_worker(log: Path, proc: subprocess.Popen[bytes], timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while "semantic phase ready" not in log.read_text(errors="replace"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(log.read_text(errors="replace")[-4000:])
-        time.sleep(0.1)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest_http", description=__doc__)
     parser.add_argument("--index", type=Path, required=True)
@@ -190,9 +171,9 @@ def main() -> int:
         shutil.copytree(args.index, root, ignore=shutil.ignore_patterns("delta.sqlite*"))
         servers = Servers(work, root)
         (work / "ps_ingest_peer.py").write_text(PEER_APP)
-        worker = start_worker(root, args.redis_url, work / "worker.log")
+        worker = servers.worker("worker", args.redis_url)
         try:
-            wait_worker(work / "worker.log", worker)
+            wait_worker(worker)
             server = servers._spawn("progsearch", [
                 *servers.progsearch_cmd, "serve", str(root), "--port", "{port}",
                 "--log-level", "warning"], env={
@@ -202,8 +183,6 @@ def main() -> int:
             return run(args, corpus, servers, server, work)
         finally:
             servers.close()
-            os.killpg(worker.pid, 15)
-            worker.wait()
 
 
 def run(args: argparse.Namespace, corpus: list[dict[str, Any]], servers: Servers,

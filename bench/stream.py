@@ -1,6 +1,6 @@
 """Progressive API benchmark: the SSE stream and the JSON endpoint of a real `progsearch serve`.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.stream --index /tmp/sfv \
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.stream --index /tmp/sfp \
         --data ../shared/data/scifact [--redis-url redis://127.0.0.1:6379/13] [--quick]
 
 Every server is its own process (`progsearch serve`, or uvicorn serving the inline peer app
@@ -17,7 +17,10 @@ Figures (p50 and p99 over n requests; goals from the design):
 4. `GET /search` throughput with `--workers 2`, wrk rotating through the queries; goal
    >= 2,500 requests/s with 0 errors (any status but 200 is one);
 5. 500 concurrent streams (asyncio, one connection each); goal: all complete, 0 errors;
-6. process start to the first answered `GET /search`; goal <= 1 s.
+6. process start to the first answered `GET /search`; goal <= 1 s;
+7. `semantic` event to `enhanced` event, nothing cached, with the enhanced phase on the
+   server's embedded pool (goal p50 <= 20 ms) and on one Celery worker through a Redis broker
+   (goal p50 <= 60 ms); `--broker-url` names the Redis database used, flushed first.
 
 Beside latency, rows give the CPU time the server's processes spent per request (psutil),
 which depends much less than latency on the load of shared cores. `error` events of phases after
@@ -115,6 +118,8 @@ GOAL_GAP_MS = 8.0
 GOAL_CACHED_MS = 2.0
 GOAL_RPS = 2500.0
 GOAL_START_S = 1.0
+GOAL_ENHANCED_EMBEDDED_MS = 20.0
+GOAL_ENHANCED_CELERY_MS = 60.0
 
 
 @dataclass(frozen=True)
@@ -192,13 +197,20 @@ class Servers:
         return server
 
     def progsearch(self, label: str, *, workers: int = 1, redis_url: str | None = None,
-                   cache_size: int | None = None) -> Server:
+                   cache_size: int | None = None, env: dict[str, str] | None = None) -> Server:
         cmd = [*self.progsearch_cmd, "serve", str(self.index), "--port", "{port}",
                "--workers", str(workers), "--log-level", "warning"]
         if redis_url:
             cmd += ["--redis-url", redis_url]
-        env = {"PROGSEARCH_CACHE_SIZE": str(cache_size)} if cache_size else None
-        return self._spawn(label, cmd, env)
+        extra = {"PROGSEARCH_CACHE_SIZE": str(cache_size)} if cache_size else {}
+        return self._spawn(label, cmd, {**extra, **(env or {})})
+
+    def worker(self, label: str, broker_url: str, *, concurrency: int = 1) -> Server:
+        """A `progsearch worker` on the index (its "port" is unused); ready once its engine
+        has loaded (`wait_worker`)."""
+        return self._spawn(label, [
+            *self.progsearch_cmd, "worker", str(self.index), "--broker-url", broker_url,
+            "--concurrency", str(concurrency), "--log-level", "info"])
 
     def floor(self, label: str, *, asyncio_h11: bool = False, workers: int = 1) -> Server:
         loop, http = ("asyncio", "h11") if asyncio_h11 else ("uvloop", "httptools")
@@ -241,6 +253,14 @@ def wait_ready(server: Server, timeout: float = 600.0, streak: int = 1) -> None:
         good = good + 1 if ok else 0
         if not ok:
             time.sleep(0.1)
+
+
+def wait_worker(worker: Server, timeout: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout
+    while "semantic phase ready" not in worker.log.read_text(errors="replace"):
+        if worker.proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{worker.label} not ready:\n{worker.output()}")
+        time.sleep(0.1)
 
 
 def load_queries(data: Path) -> list[str]:
@@ -465,6 +485,48 @@ def figures_1_to_3(servers: Servers, queries: list[str], plan: Plan,
         if later:
             print(f"   [{t.label}] error events of later phases, not counted: "
                   + ", ".join(f"{c} x{n}" for c, n in sorted(later.items())))
+
+
+# -- figure 7: the enhanced phase, embedded and through Celery --------------------------------
+def enhanced_gap_ms(r: Reply) -> float | None:
+    sem, enh = r.event("semantic"), r.event("enhanced")
+    if sem is None or enh is None or enh.json().get("cached"):
+        return None
+    return (enh.at - sem.at) * 1000
+
+
+def figure_7(servers: Servers, queries: list[str], plan: Plan, broker_url: str) -> None:
+    import redis
+
+    redis.Redis.from_url(broker_url).flushdb()
+    worker = servers.worker("worker", broker_url)
+    embedded = servers.progsearch("progsearch, embedded jobs (no broker)")
+    celery = servers.progsearch(
+        "progsearch, 1 Celery worker (concurrency 1), Redis broker",
+        env={"PROGSEARCH_BROKER_URL": broker_url, "PROGSEARCH_PRECOMPUTE_TOP": "0"})
+    wait_worker(worker)
+    targets = [embedded, celery]
+    for t in targets:
+        wait_ready(t)
+    sequential(targets, warmup_queries(queries, plan.warmup), {})
+    print(f"\nfigure 7: {len(queries)} queries, each once to each server (nothing cached)",
+          flush=True)
+    rec: dict[str, Samples] = {}
+    sequential(targets, queries, rec)
+    rows = []
+    for t, goal in ((embedded, GOAL_ENHANCED_EMBEDDED_MS), (celery, GOAL_ENHANCED_CELERY_MS)):
+        r = rec.get(t.label, Samples([]))
+        gaps = [v for v in map(enhanced_gap_ms, r.replies) if v is not None]
+        took_ms = [v for v in (took(x, "enhanced") for x in r.replies) if v is not None]
+        errors = sum(e.startswith("enhanced") for x in r.replies for e in phase_errors(x))
+        note = f"server enhanced took p50 {summarize(took_ms)['p50']:.2f} ms" if took_ms else ""
+        rows.append(latency_row(t.label, gaps, r.problems + errors, goal, r.cpu_ms(), note))
+    for server in (*targets, worker):
+        servers.stop(server)
+    print("\n7. semantic event to enhanced event, nothing cached")
+    print_table(rows, LATENCY_HEADERS)
+    print("   errors: broken streams and enhanced `error` events; CPU ms/req: the server "
+          "process only (the worker's is not counted)")
 
 
 # -- figure 4: throughput with wrk -----------------------------------------------------------
@@ -724,7 +786,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/13",
                     help="a Redis database this run may flush; '' to skip the Redis rows")
     ap.add_argument("--quick", action="store_true", help="a fast smoke run: few of everything")
-    ap.add_argument("--figures", default="1,2,3,4,5,6", help="which figures to run")
+    ap.add_argument("--figures", default="1,2,3,4,5,6,7", help="which figures to run")
+    ap.add_argument("--broker-url", default="redis://127.0.0.1:6379/11",
+                    help="figure 7: a Redis database this run flushes, the Celery broker")
     ap.add_argument("--streams", type=int, help="concurrent streams of figure 5")
     ap.add_argument("--connections", type=int, default=32, help="wrk connections, figure 4")
     ap.add_argument("--work", type=Path, default=Path("/tmp/progsearch-bench-stream"))
@@ -751,6 +815,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         ({5}, lambda servers: figure_5(servers, queries, plan)),
         ({4}, lambda servers: figure_4(servers, queries, plan, args.connections)),
         ({6}, lambda servers: figure_6(servers, queries, plan)),
+        ({7}, lambda servers: figure_7(servers, queries, plan, args.broker_url)),
     ]
     failed = []
     with server_pool(args.work, args.index) as servers:
