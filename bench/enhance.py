@@ -48,6 +48,23 @@ FEATURE_SETS: list[tuple[str, ...]] = [
 ]
 
 
+def minmax(values: F64) -> F64:
+    span = values.max() - values.min() if values.size else 0.0
+    return (values - values.min()) / span if span > 0 else np.zeros_like(values)
+
+
+def rank_share(values: F64) -> F64:
+    """1 for the best candidate down to 0 for the worst, by rank (ties share the lower)."""
+    n = values.size
+    if n < 2:
+        return np.ones_like(values)
+    ranks = np.argsort(np.argsort(-values, kind="stable"), kind="stable")
+    return 1.0 - ranks / (n - 1)
+
+
+NORMS = {"zscore": zscore, "minmax": minmax, "rank": rank_share}
+
+
 def simplex(m: int, step: float) -> F64:
     """Every weight vector of m non-negative multiples of `step` summing to 1."""
     n = round(1 / step)
@@ -81,6 +98,8 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--step", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--norm", choices=sorted(NORMS), default="zscore",
+                    help="how each feature is normalized over the candidates before weighting")
     args = ap.parse_args()
     print("command:", shlex.join(["python", "-m", "bench.enhance", *sys.argv[1:]]))
     snapshot = load_snapshot(args.index)
@@ -117,7 +136,8 @@ def main() -> None:
     rows = []
     for names in FEATURE_SETS:
         weights = simplex(len(names), args.step)
-        z = [np.stack([zscore(raw[q][n]) for n in names], axis=1) for q in qids]
+        norm = NORMS[args.norm]
+        z = [np.stack([norm(raw[q][n]) for n in names], axis=1) for q in qids]
         table = ndcg_table(z, rels, ideal, weights)
         held_out = np.zeros(len(qids))
         for f in range(args.folds):
