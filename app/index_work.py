@@ -14,13 +14,10 @@ document written meanwhile is never left behind.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +26,7 @@ import orjson
 
 from index.compact import CompactionResult, compact
 from index.delta import DeltaLog
+from index.filelock import file_lock
 from index.ingest import embed_pending, load_document_encoder, passage_options
 from index.snapshot import MANIFEST, resolve_version
 
@@ -51,20 +49,6 @@ KEEP_SECONDS = 300.0
 class WorkReport:
     embedded: int
     compacted: CompactionResult | None
-
-
-@contextlib.contextmanager
-def _try_lock(path: Path) -> Iterator[bool]:
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 class IndexWork:
@@ -95,7 +79,7 @@ class IndexWork:
         with self._local:
             manifest = self._manifest()
             while manifest.get("vectors"):  # a keyword-only index embeds nothing
-                with _try_lock(self.root / LOCK_FILE) as held:
+                with file_lock(self.root / LOCK_FILE, wait=False) as held:
                     if not held:
                         break
                     stored = self._embed_all(manifest)

@@ -174,7 +174,7 @@ def main() -> int:
         worker = servers.worker("worker", args.redis_url)
         try:
             wait_worker(worker)
-            server = servers._spawn("progsearch", [
+            server = servers.spawn("progsearch", [
                 *servers.progsearch_cmd, "serve", str(root), "--port", "{port}",
                 "--log-level", "warning"], env={
                     "PROGSEARCH_API_KEY": KEY, "PROGSEARCH_BROKER_URL": args.redis_url,
@@ -214,7 +214,7 @@ def run(args: argparse.Namespace, corpus: list[dict[str, Any]], servers: Servers
     size = sum(map(len, bodies)) / len(bodies) / args.batch
     ours = throughput(server.port, bodies, args.batch)
     servers.stop(server)
-    peer = servers._spawn("peer", [
+    peer = servers.spawn("peer", [
         sys.executable, "-m", "uvicorn", "ps_ingest_peer:app", "--app-dir", str(work),
         "--port", "{port}", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
         "--log-level", "warning"], env={"PEER_FILE": str(work / "peer.ndjson")})

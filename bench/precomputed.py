@@ -55,7 +55,7 @@ def main() -> int:
         servers = Servers(Path(tmp), args.index)
         try:
             started = time.perf_counter()
-            server = servers._spawn("progsearch", [
+            server = servers.spawn("progsearch", [
                 *servers.progsearch_cmd, "serve", str(args.index), "--port", "{port}",
                 "--redis-url", args.redis_url, "--log-level", "info"],
                 env={"PROGSEARCH_PRECOMPUTE_TOP": str(args.top)})

@@ -183,7 +183,7 @@ class Servers:
         exe = Path(sys.executable).parent / "progsearch"
         self.progsearch_cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "app.cli"]
 
-    def _spawn(self, label: str, cmd: list[str], env: dict[str, str] | None = None) -> Server:
+    def spawn(self, label: str, cmd: list[str], env: dict[str, str] | None = None) -> Server:
         port = free_port()
         cmd = [c.replace("{port}", str(port)) for c in cmd]
         log = self.work / f"{label.split()[0]}-{port}.log"
@@ -203,18 +203,18 @@ class Servers:
         if redis_url:
             cmd += ["--redis-url", redis_url]
         extra = {"PROGSEARCH_CACHE_SIZE": str(cache_size)} if cache_size else {}
-        return self._spawn(label, cmd, {**extra, **(env or {})})
+        return self.spawn(label, cmd, {**extra, **(env or {})})
 
     def worker(self, label: str, broker_url: str, *, concurrency: int = 1) -> Server:
         """A `progsearch worker` on the index (its "port" is unused); ready once its engine
         has loaded (`wait_worker`)."""
-        return self._spawn(label, [
+        return self.spawn(label, [
             *self.progsearch_cmd, "worker", str(self.index), "--broker-url", broker_url,
             "--concurrency", str(concurrency), "--log-level", "info"])
 
     def floor(self, label: str, *, asyncio_h11: bool = False, workers: int = 1) -> Server:
         loop, http = ("asyncio", "h11") if asyncio_h11 else ("uvloop", "httptools")
-        return self._spawn(label, [
+        return self.spawn(label, [
             sys.executable, "-m", "uvicorn", "ps_sse_floor:app", "--app-dir", str(self.work),
             "--port", "{port}", "--loop", loop, "--http", http, "--workers", str(workers),
             "--no-access-log", "--log-level", "warning",

@@ -20,8 +20,6 @@ truncates them first.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import shutil
 import time
 import uuid
@@ -37,6 +35,7 @@ from index.analyzer import AnalyzerSettings
 from index.delta import Change, DeltaLog, StoredVectors
 from index.embedding import inputs_hash
 from index.errors import SnapshotError
+from index.filelock import file_lock
 from index.passages import SPLITTER_VERSION, PassageOptions, layout_passages
 from index.snapshot import WORK, BuildOptions, Snapshot, load_snapshot, write_snapshot
 from index.types import Document
@@ -114,20 +113,6 @@ def fold(changes: list[Change], embedded: set[tuple[str, str]] | None) -> tuple[
     return through, list(state.values())
 
 
-@contextlib.contextmanager
-def _locked(root: Path, wait: bool) -> Iterator[bool]:
-    with open(root / LOCK_FILE, "a+") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 def compact(
     root: Path, log: DeltaLog | None = None, *, wait: bool = False, workers: int = 1
 ) -> CompactionResult | None:
@@ -135,7 +120,7 @@ def compact(
     without `wait`, when another compaction holds the lock)."""
     root = Path(root)
     log = log or DeltaLog.open(root)
-    with _locked(root, wait) as held:
+    with file_lock(root / LOCK_FILE, wait) as held:
         if not held:
             return None
         return _compact(root, log, workers)
