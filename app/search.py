@@ -85,9 +85,7 @@ class Searcher:
         self.settings = settings
         self._flights: SingleFlight[Any] = SingleFlight()
         self._writes: set[asyncio.Task[None]] = set()
-        # One encoding at a time: its `encoder_threads` threads already use the cores, and a
-        # second one would only slow both down.
-        self._semantic_limit = anyio.CapacityLimiter(1)
+        self._semantic_limit = anyio.CapacityLimiter(settings.encoder_concurrency)
 
     def key(self, phase: str, params: SearchParams) -> str:
         return f"ps1:{self.engine.version}:{phase}:{params.k}:{params.digest}"

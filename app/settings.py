@@ -55,7 +55,9 @@ class Settings:
     """After a Redis failure, skip Redis for this many seconds."""
     encoder: str = "int8"
     encoder_threads: int = 2
-    """Threads of one query encoding; queries are encoded one at a time per process."""
+    """Threads of one query encoding."""
+    encoder_concurrency: int = 2
+    """Query encodings run at once per process (more wait their turn)."""
     candidates: int = 100
     """Depth of the keyword and nearest-neighbour lists fused by the semantic phase."""
     send_timeout: float = 10.0
@@ -79,6 +81,7 @@ class Settings:
             ("default_k", 1 <= self.default_k <= self.max_k),
             ("encoder", self.encoder in ("int8", "fp32")),
             ("encoder_threads", self.encoder_threads >= 1),
+            ("encoder_concurrency", self.encoder_concurrency >= 1),
             ("candidates", self.candidates >= 1),
             ("cache_size", self.cache_size >= 1),
             ("max_body_bytes", self.max_body_bytes >= 1),
@@ -126,8 +129,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "cors_origins": _origins,
     "encoder": str,
     **{n: int for n in ("max_query_chars", "max_k", "default_k", "encoder_threads",
-                        "candidates", "cache_size", "retry_ms", "cache_max_age",
-                        "embedded_threads", "precompute_top", "max_body_bytes",
+                        "encoder_concurrency", "candidates", "cache_size", "retry_ms",
+                        "cache_max_age", "embedded_threads", "precompute_top", "max_body_bytes",
                         "compact_changes")},
     **{n: float for n in ("keyword_timeout", "semantic_timeout", "enhanced_timeout",
                           "cache_ttl", "redis_timeout", "redis_backoff", "send_timeout",
