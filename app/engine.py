@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import numpy as np
 import numpy.typing as npt
 
@@ -144,6 +145,14 @@ class Engine:
                     log.info("serving index version %s", live.snapshot.version)
         return current
 
+    async def refresh_async(self) -> Rankers:
+        """`refresh` for the event loop: applying writes (analysis) or loading a new version
+        (its rankers) runs on a thread, so other requests never wait for it."""
+        source = self.source
+        if source is None or not source.stale():
+            return self.rankers
+        return await anyio.to_thread.run_sync(self.refresh)
+
     def _build(self, live: LiveIndex) -> Rankers:
         """Rankers for a new snapshot (after a compaction); the encoder is kept."""
         snapshot = live.snapshot
@@ -259,7 +268,7 @@ class Engine:
 
     def keyword_state(self, params: SearchParams, depth: int,
                       rankers: Rankers | None = None) -> KeywordState:
-        r = rankers or self.refresh()
+        r = rankers or self.rankers  # the request refreshed them as it began
         live = r.delta()
         if live is None:
             plan = r.keyword.plan(params.q, prefix=params.prefix)

@@ -46,7 +46,7 @@ async def search(request: Request) -> Response:
     engine, searcher, metrics, settings = _state(request)
     metrics.requests.labels("search").inc()
     params = parse_search(request.scope["query_string"], settings)
-    engine.refresh()
+    await engine.refresh_async()
     searcher.log_query(params)
     etag = f'W/"{engine.version}"'
     headers = {"ETag": etag, "Cache-Control": f"public, max-age={settings.cache_max_age}"}
@@ -65,7 +65,7 @@ async def search_stream(request: Request) -> Response:
     engine, searcher, metrics, settings = _state(request)
     metrics.requests.labels("stream").inc()
     params = parse_search(request.scope["query_string"], settings)
-    engine.refresh()
+    await engine.refresh_async()
     seen = resume_after(request.headers.get("last-event-id"), engine.version)
     if seen >= SEQUENCE["done"]:
         return Response(status_code=204)
@@ -95,7 +95,7 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     engine, _, _, _ = _state(request)
-    engine.refresh()
+    await engine.refresh_async()
     phases: dict[str, Any] = {
         "keyword": "ready",
         "semantic": engine.semantic_state,

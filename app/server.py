@@ -111,7 +111,7 @@ async def _precompute_when_ready(searcher: Searcher, settings: Settings) -> None
         await asyncio.sleep(0.2)
     done = ""
     while True:
-        version = searcher.engine.refresh().version
+        version = (await searcher.engine.refresh_async()).version
         if version != done:
             try:
                 if await claim_version(searcher):

@@ -43,6 +43,15 @@ class LiveSource:
         self._checked = time.monotonic()
         self._live = LiveIndex.open(snapshot or load(self.root), self.log)
 
+    def stale(self) -> bool:
+        """Whether `current` has work to do (a new version to load, or changes to apply):
+        about 15 us, so a caller can run `current` on a thread only when it must."""
+        live = self._live
+        due = time.monotonic() - self._checked >= self.check_every
+        if due and resolve_version(self.root).name != live.snapshot.version:
+            return True
+        return self.log.last_seq() > live.seq
+
     def current(self) -> LiveIndex:
         """The live index, with every change logged so far applied. Compare its `snapshot`
         with the one your rankers were built on to know when to rebuild them."""

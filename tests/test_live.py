@@ -202,7 +202,9 @@ def test_version_changes_with_every_write(tmp_path: Path) -> None:
     assert source.current().version == f"{snap.version}+{seq + 1}"
     assert source.current().view().embedded.tolist() == [True]
     log.delete([added[0].id])
+    assert source.stale()  # a change is waiting: `current` has work to do
     assert source.current().version == f"{snap.version}+{seq + 2}"
+    assert not source.stale()
     assert source.current().view().empty is False  # an empty slot is still a change
 
 
