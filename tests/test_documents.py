@@ -167,3 +167,25 @@ def test_ndjson_batch(client: TestClient) -> None:
     assert r.json()["written"] == 50
     hits = client.get("/search", params={"q": "quokka lantern", "k": 50}).json()["hits"]
     assert {h["id"] for h in hits} == {f"b{i}" for i in range(50)}
+
+
+def test_compaction_moves_the_server_to_a_new_version_with_every_document(root: Path) -> None:
+    settings = Settings(index=root, api_key=KEY, compact_changes=4)
+    with TestClient(create_app(settings)) as c:
+        wait_ready(c)
+        first = c.get("/readyz").json()["index_version"]
+        for i in range(2):
+            r = c.post("/documents", headers=AUTH, json={
+                "id": f"c{i}", "title": f"Marmot thermos {i}", "text": "Keeps tea hot."})
+            assert r.status_code == 201
+        # Two upserts and their two embeddings make four changes: a compaction follows.
+        deadline = time.monotonic() + 120
+        while "+" in (version := c.get("/readyz").json()["index_version"]) or version == first:
+            assert time.monotonic() < deadline, version
+            time.sleep(0.05)
+        assert version != first
+        found = phases(c, "marmot+thermos")
+        for phase in ("keyword", "semantic", "enhanced"):
+            assert set(found[phase][:2]) == {"c0", "c1"}, phase
+        assert c.get("/documents/c1").json()["embedded"] is True
+        assert c.get("/readyz").json()["documents"] == 22
