@@ -180,7 +180,8 @@ class CeleryJobs:
 
     def _connect(self) -> None:
         with self.celery.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=self.publish_timeout)
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.1,
+                                   timeout=self.publish_timeout)
 
     async def index_work(self) -> None:
         try:
