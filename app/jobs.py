@@ -31,6 +31,9 @@ from app.tasks import enhance_body
 
 __all__ = ["CeleryJobs", "EmbeddedJobs", "JobError", "Jobs"]
 
+INDEX_WORK_EXPIRES = 60.0
+"""Seconds an unread `progsearch.index_work` message stays in the queue."""
+
 log = logging.getLogger(__name__)
 
 
@@ -193,7 +196,10 @@ class CeleryJobs:
                         type(exc).__name__, exc)
 
     def _publish_index_work(self) -> None:
-        self.celery.send_task("progsearch.index_work", queue=INDEX_QUEUE)
+        # Any run catches up with all the work, and servers publish again every few seconds
+        # while documents wait: an old message is worth nothing, so none piles up unread.
+        self.celery.send_task("progsearch.index_work", queue=INDEX_QUEUE,
+                              expires=INDEX_WORK_EXPIRES)
 
     async def enhance(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
         if time.monotonic() < self._down_until:
