@@ -7,6 +7,8 @@ scientific and product text often turn on them.
 
 from __future__ import annotations
 
+__all__ = ["ENGLISH"]
+
 ENGLISH: frozenset[str] = frozenset(
     """
     a about above after again against all am an and any are as at be because been before being
