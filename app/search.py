@@ -167,6 +167,12 @@ class Searcher:
         result: Vector = vector
         return result
 
+    def overloaded(self) -> bool:
+        """Query encodings are waiting for the encoder: the cores are saturated. The embedded
+        enhanced phase (the costliest, and the last) then gives way, so the keyword and
+        semantic phases of the waiting streams meet their deadlines."""
+        return self._semantic_limit.statistics().tasks_waiting > 0
+
     def start_vector(self, params: SearchParams) -> asyncio.Task[Vector] | None:
         """Start computing the query vector now, so the encoder runs on another core while the
         keyword phase is answered (None when the encoder is not ready: the phases report it)."""
@@ -219,6 +225,9 @@ class Searcher:
             raise PhaseError("enhanced", "unavailable",
                              "this index has no passages; rebuild it without --no-passages")
         self._check_semantic("enhanced")
+        if self.jobs.mode == "embedded" and self.overloaded():
+            raise PhaseError("enhanced", "overloaded",
+                             "the server is busy encoding queries; the enhanced phase was skipped")
         key = self.key("enhanced", params)
         deadline = self.settings.enhanced_timeout
 

@@ -120,3 +120,30 @@ def test_a_write_gets_the_popular_queries_precomputed_for_the_new_version(
             assert events[-1].data["cached"] is True
             assert events[-1].data["index_version"] == version
             assert "n1" in [h["id"] for h in events[0].data["hits"]]
+
+
+async def test_embedded_enhanced_phase_gives_way_while_encodings_wait(engine: Engine) -> None:
+    import anyio
+
+    from app.search import PhaseError
+
+    settings = Settings(encoder_concurrency=1)
+    jobs = EmbeddedJobs(engine)
+    searcher = Searcher(engine, MemoryCache(size=100, ttl=60), Metrics(), settings, jobs)
+    params = SearchParams("hiking boots", 10, False)
+    limit = searcher._semantic_limit
+    running, waiting = object(), object()
+    await limit.acquire_on_behalf_of(running)  # one encoding runs...
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(limit.acquire_on_behalf_of, waiting)  # ...and another waits its turn
+        await anyio.sleep(0.01)
+        assert searcher.overloaded()
+        with pytest.raises(PhaseError) as info:
+            await searcher.enhanced(params)
+        assert info.value.code == "overloaded"
+        limit.release_on_behalf_of(running)
+    limit.release_on_behalf_of(waiting)
+    assert not searcher.overloaded()
+    result = await searcher.enhanced(params)
+    assert result.payload is not None and result.payload["hits"]
+    await jobs.close()
