@@ -98,6 +98,8 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--step", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--depth", type=int, default=None,
+                    help="semantic candidates re-ranked (default: the fusion's candidate depth)")
     ap.add_argument("--norm", choices=sorted(NORMS), default="zscore",
                     help="how each feature is normalized over the candidates before weighting")
     args = ap.parse_args()
@@ -109,7 +111,7 @@ def main() -> None:
     enhanced = EnhancedRanker(snapshot, keyword)
     queries, qrels = split_queries(args.dataset, args.split)
     qids = [q for q in queries if q in qrels]
-    depth = semantic.fusion.candidates
+    depth = args.depth or semantic.fusion.candidates
 
     state = {}
     for q in qids:
