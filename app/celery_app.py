@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from celery import Celery
 
-__all__ = ["INDEX_QUEUE", "QUERY_QUEUE", "make_celery"]
+__all__ = ["INDEX_QUEUE", "INDEX_WORK_EXPIRES", "QUERY_QUEUE", "make_celery", "send_index_work"]
 
 QUERY_QUEUE = "progsearch.query"
 INDEX_QUEUE = "progsearch.index"
 CONNECT_TIMEOUT = 1.0
+INDEX_WORK_EXPIRES = 60.0
+"""Seconds an unread `progsearch.index_work` message stays in the queue."""
 
 
 def make_celery(broker_url: str, result_url: str | None = None) -> Celery:
@@ -65,3 +67,10 @@ def make_celery(broker_url: str, result_url: str | None = None) -> Celery:
         task_send_sent_event=False,
     )
     return app
+
+
+def send_index_work(app: Celery) -> None:
+    """Publish one `progsearch.index_work` run. Any run catches up with all the work, and
+    servers publish again every few seconds while documents wait: an old message is worth
+    nothing, so messages expire and none piles up unread."""
+    app.send_task("progsearch.index_work", queue=INDEX_QUEUE, expires=INDEX_WORK_EXPIRES)

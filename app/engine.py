@@ -51,6 +51,10 @@ F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 
 
+def _has_passages(snapshot: Snapshot) -> bool:
+    return bool((snapshot.manifest.get("vectors") or {}).get("passages"))
+
+
 class SemanticState:
     LOADING = "loading"
     READY = "ready"
@@ -171,9 +175,7 @@ class Engine:
             return rankers
         semantic = SemanticRanker(snapshot, rankers.keyword, encoder,
                                   FusionSettings(candidates=self.candidates))
-        enhanced = None
-        if (snapshot.manifest.get("vectors") or {}).get("passages"):
-            enhanced = EnhancedRanker(snapshot, rankers.keyword)
+        enhanced = EnhancedRanker(snapshot, rankers.keyword) if _has_passages(snapshot) else None
         return replace(rankers, semantic=semantic, enhanced=enhanced)
 
     @property
@@ -190,7 +192,7 @@ class Engine:
 
     @property
     def has_passages(self) -> bool:
-        return bool((self.snapshot.manifest.get("vectors") or {}).get("passages"))
+        return _has_passages(self.snapshot)
 
     @property
     def semantic(self) -> SemanticRanker | None:
@@ -269,12 +271,9 @@ class Engine:
     def keyword_state(self, params: SearchParams, depth: int,
                       rankers: Rankers | None = None) -> KeywordState:
         r = rankers or self.rankers  # the request refreshed them as it began
-        live = r.delta()
-        if live is None:
-            plan = r.keyword.plan(params.q, prefix=params.prefix)
-            return KeywordState(plan, r.keyword.run(plan, max(depth, params.k)), r)
-        live_plan = live.plan(params.q, prefix=params.prefix)
-        return KeywordState(live_plan, live.run(live_plan, max(depth, params.k)), r)
+        ranker = r.delta() or r.keyword  # the same `plan` and `run`, with or without writes
+        plan = ranker.plan(params.q, prefix=params.prefix)
+        return KeywordState(plan, ranker.run(plan, max(depth, params.k)), r)
 
     def keyword_payload(self, params: SearchParams, state: KeywordState) -> dict[str, Any]:
         r = state.result

@@ -24,15 +24,12 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from app.celery_app import INDEX_QUEUE, QUERY_QUEUE
+from app.celery_app import QUERY_QUEUE, send_index_work
 from app.engine import Engine
 from app.index_work import IndexWork
 from app.tasks import enhance_body
 
 __all__ = ["CeleryJobs", "EmbeddedJobs", "JobError", "Jobs"]
-
-INDEX_WORK_EXPIRES = 60.0
-"""Seconds an unread `progsearch.index_work` message stays in the queue."""
 
 log = logging.getLogger(__name__)
 
@@ -196,10 +193,7 @@ class CeleryJobs:
                         type(exc).__name__, exc)
 
     def _publish_index_work(self) -> None:
-        # Any run catches up with all the work, and servers publish again every few seconds
-        # while documents wait: an old message is worth nothing, so none piles up unread.
-        self.celery.send_task("progsearch.index_work", queue=INDEX_QUEUE,
-                              expires=INDEX_WORK_EXPIRES)
+        send_index_work(self.celery)
 
     async def enhance(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
         if time.monotonic() < self._down_until:

@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 import redis
 
+from app.celery_app import send_index_work
 from app.engine import Engine, SemanticState
 from app.index_work import IndexWork
 from app.params import SearchParams
@@ -114,6 +115,6 @@ def register(app: Celery, context: WorkerContext) -> None:
         # Work left by a worker that died (its message may only come back much later) or
         # written while no worker ran: one run on start picks it all up.
         try:
-            app.send_task("progsearch.index_work")
+            send_index_work(app)
         except Exception:
             log.exception("could not schedule the start-up index work")
