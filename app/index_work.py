@@ -76,6 +76,7 @@ class IndexWork:
     def run(self) -> WorkReport:
         """Embed what is waiting, then compact if the delta is due; see the module doc."""
         embedded = 0
+        idle = 0
         with self._local:
             manifest = self._manifest()
             while manifest.get("vectors"):  # a keyword-only index embeds nothing
@@ -84,9 +85,13 @@ class IndexWork:
                         break
                     stored = self._embed_all(manifest)
                 embedded += stored
-                if not stored or not self.pending():
+                # Look again after releasing the lock: a run that found it taken meanwhile
+                # left its documents to this one. Two passes in a row that store nothing
+                # end it, whatever the log says.
+                idle = 0 if stored else idle + 1
+                if idle > 1 or not self.pending():
                     break
-            compacted = self._compact_if_due()
+            compacted = self._compact_if_due(manifest)
         if embedded or compacted:
             log.info("index work: %d documents embedded%s", embedded,
                      f", compacted into {compacted.version}" if compacted else "")
@@ -102,10 +107,10 @@ class IndexWork:
                 return total
             total += stored
 
-    def _compact_if_due(self) -> CompactionResult | None:
+    def _compact_if_due(self, manifest: dict[str, Any]) -> CompactionResult | None:
         if self.compact_changes <= 0:
             return None
-        base = int(self._manifest().get("delta_seq", 0))
+        base = int(manifest.get("delta_seq", 0))
         if self.log.last_seq() - base < self.compact_changes:
             return None
         result = compact(self.root, self.log)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from app.index_work import IndexWork, prune_versions
 from index.delta import DeltaLog
@@ -56,3 +60,30 @@ def test_old_versions_are_pruned_after_their_grace_period(tmp_path: Path) -> Non
     os.utime(root / names[0], (old, old))
     assert prune_versions(root, keep=1, grace=60) == [names[2]]
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [names[0], names[3]]
+
+
+@pytest.mark.model
+def test_a_document_written_while_a_pass_held_the_lock_is_embedded_by_that_run(
+    sample_root: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "index"
+    shutil.copytree(sample_root, root, ignore=shutil.ignore_patterns("delta.sqlite*"))
+    log = DeltaLog.open(root)
+    work = IndexWork(root, compact_changes=0, log_=log)
+    embed_all = work._embed_all
+    passes: list[int] = []
+
+    def first_pass_misses_a_write(manifest: dict[str, Any]) -> int:
+        passes.append(1)
+        if len(passes) == 1:
+            # Written after this pass looked, while it held the lock: the run its writer
+            # scheduled found the lock taken and returned, leaving it to this run.
+            log.append([Document("late", "Copper kettle", "Whistles when the water boils.")])
+            return 0
+        return embed_all(manifest)
+
+    work._embed_all = first_pass_misses_a_write  # type: ignore[method-assign]
+    report = work.run()
+    assert report.embedded == 1
+    assert len(passes) == 2
+    assert not work.pending()
