@@ -69,8 +69,6 @@ async def search_stream(request: Request) -> Response:
     seen = resume_after(request.headers.get("last-event-id"), engine.version)
     if seen >= SEQUENCE["done"]:
         return Response(status_code=204)
-    if seen == 0:
-        searcher.log_query(params)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         metrics.open_streams.inc()

@@ -26,7 +26,7 @@ from app.params import SearchParams
 from app.settings import Settings
 from app.singleflight import SingleFlight
 
-__all__ = ["QUERY_LOG", "PhaseError", "PhaseResult", "Searcher"]
+__all__ = ["EMBEDDING", "QUERY_LOG", "PhaseError", "PhaseResult", "Searcher"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 # under a millisecond; a thread hop would cost more than it saves. Larger corpora use threads.
 INLINE_DOCS = 200_000
 QUERY_LOG = "ps1:querylog"
+EMBEDDING = "embedding"
+"""Looked up like a phase: the cached query vector."""
 Vector = np.ndarray[Any, np.dtype[np.float32]]
 
 
@@ -88,6 +90,9 @@ class Searcher:
         self._semantic_limit = anyio.CapacityLimiter(settings.encoder_concurrency)
 
     def key(self, phase: str, params: SearchParams) -> str:
+        """The cache key of a phase's payload, or of the query vector for `EMBEDDING`."""
+        if phase == EMBEDDING:
+            return f"ps1:emb:{self.engine.encoder_fingerprint}:{params.digest}"
         return f"ps1:{self.engine.version}:{phase}:{params.k}:{params.digest}"
 
     def _store(self, key: str, payload: dict[str, Any]) -> None:
@@ -103,12 +108,18 @@ class Searcher:
         task.add_done_callback(self._writes.discard)
 
     async def lookup(self, phases: list[str], params: SearchParams) -> dict[str, bytes]:
-        """Cached payloads (their JSON) of several phases, in one round trip."""
+        """Cached payloads (their JSON) of several phases, in one round trip; `EMBEDDING`
+        among the phases also looks up the query vector (its float32 bytes)."""
         values = await self.cache.get_many([self.key(p, params) for p in phases])
         found = {}
         for phase, value in zip(phases, values, strict=True):
             self.metrics.cache_requests.labels(phase, "miss" if value is None else "hit").inc()
-            if value is not None and value[:1] == b"{" and value[-1:] == b"}":
+            if value is None:
+                continue
+            if phase == EMBEDDING:
+                if len(value) % 4 == 0:
+                    found[phase] = value
+            elif value[:1] == b"{" and value[-1:] == b"}":
                 found[phase] = value
         return found
 
@@ -146,13 +157,15 @@ class Searcher:
         if state != SemanticState.READY:
             raise PhaseError(phase, "unavailable", self.engine.semantic_error)
 
-    async def _vector(self, params: SearchParams) -> Vector:
+    async def _vector(self, params: SearchParams, looked_up: bool = False) -> Vector:
+        """The query vector: from the cache, else encoded once however many ask at a time.
+        `looked_up`: the caller's `lookup` already missed it in the cache."""
         text = params.normalized.split("\x00", 1)[0]
-        key = f"ps1:emb:{self.engine.encoder_fingerprint}:{params.digest}"
-        (value,) = await self.cache.get_many([key])
-        self.metrics.cache_requests.labels("embedding", "miss" if value is None else "hit").inc()
-        if value is not None and len(value) % 4 == 0:
-            return np.frombuffer(value, dtype=np.float32)
+        key = self.key(EMBEDDING, params)
+        if not looked_up:
+            value = (await self.lookup([EMBEDDING], params)).get(EMBEDDING)
+            if value is not None:
+                return np.frombuffer(value, dtype=np.float32)
 
         async def encode() -> Vector:
             vector = await anyio.to_thread.run_sync(
@@ -173,16 +186,22 @@ class Searcher:
         semantic phases of the waiting streams meet their deadlines."""
         return self._semantic_limit.statistics().tasks_waiting > 0
 
-    def start_vector(self, params: SearchParams) -> asyncio.Task[Vector] | None:
+    def start_vector(self, params: SearchParams, cached: dict[str, bytes] | None = None
+                     ) -> asyncio.Future[Vector] | None:
         """Start computing the query vector now, so the encoder runs on another core while the
-        keyword phase is answered (None when the encoder is not ready: the phases report it)."""
+        keyword phase is answered (None when the encoder is not ready: the phases report it).
+        `cached`: what a `lookup` that included `EMBEDDING` found (the vector, or a miss)."""
         if self.engine.semantic_state != SemanticState.READY:
             return None
-        task = asyncio.ensure_future(self._vector(params))
+        if cached is not None and EMBEDDING in cached:
+            done: asyncio.Future[Vector] = asyncio.get_running_loop().create_future()
+            done.set_result(np.frombuffer(cached[EMBEDDING], dtype=np.float32))
+            return done
+        task = asyncio.ensure_future(self._vector(params, looked_up=cached is not None))
         task.add_done_callback(_consume)
         return task
 
-    async def _query_vector(self, params: SearchParams, started: asyncio.Task[Vector] | None
+    async def _query_vector(self, params: SearchParams, started: asyncio.Future[Vector] | None
                             ) -> Vector:
         if started is not None:
             return await asyncio.shield(started)
@@ -190,7 +209,7 @@ class Searcher:
 
     async def semantic(self, params: SearchParams, state: KeywordState | None,
                        cached: bytes | None = None,
-                       vector_task: asyncio.Task[Vector] | None = None) -> PhaseResult:
+                       vector_task: asyncio.Future[Vector] | None = None) -> PhaseResult:
         start = time.perf_counter()
         if cached is not None:
             return self._done("semantic", cached, True, start)
@@ -217,7 +236,7 @@ class Searcher:
 
     # -- enhanced -----------------------------------------------------------------------
     async def enhanced(self, params: SearchParams, cached: bytes | None = None,
-                       vector_task: asyncio.Task[Vector] | None = None) -> PhaseResult:
+                       vector_task: asyncio.Future[Vector] | None = None) -> PhaseResult:
         start = time.perf_counter()
         if cached is not None:
             return self._done("enhanced", cached, True, start)

@@ -18,7 +18,7 @@ import orjson
 from sse_starlette import ServerSentEvent
 
 from app.params import SearchParams
-from app.search import PhaseError, PhaseResult, Searcher
+from app.search import EMBEDDING, PhaseError, PhaseResult, Searcher
 
 __all__ = ["PROTOCOL", "SEQUENCE", "phase_events", "resume_after"]
 
@@ -48,6 +48,7 @@ def _event(name: str, version: str, data: bytes, retry: int | None,
 
 async def phase_events(searcher: Searcher, params: SearchParams, seen: int,
                        retry_ms: int) -> AsyncIterator[ServerSentEvent]:
+    log_query = seen == 0  # a resumed stream was counted when it began
     start = time.perf_counter()
     version = searcher.engine.version
     wanted = [p for p in PHASES if SEQUENCE[p] > seen]
@@ -55,11 +56,13 @@ async def phase_events(searcher: Searcher, params: SearchParams, seen: int,
     timings: dict[str, float] = {}
     errors: list[str] = []
     all_cached = True
-    cached = await searcher.lookup(wanted, params)
+    needs_vector = any(p in wanted for p in ("semantic", "enhanced"))
+    # One round trip to the cache: the phases, and the query vector they may need.
+    cached = await searcher.lookup([*wanted, EMBEDDING] if needs_vector else wanted, params)
     state = None
     vector = None
     if any(p in wanted and p not in cached for p in ("semantic", "enhanced")):
-        vector = searcher.start_vector(params)
+        vector = searcher.start_vector(params, cached)
         if vector is not None:
             # Let the vector's task reach the encoder's thread (a cache lookup, then the
             # hand-off) before the keyword phase holds the loop.
@@ -84,12 +87,17 @@ async def phase_events(searcher: Searcher, params: SearchParams, seen: int,
             all_cached = all_cached and result.cached
             yield _event(phase, version, result.body(), retry)
             retry = None
+            if log_query:  # counted after the first event, which must not wait for it
+                searcher.log_query(params)
+                log_query = False
             continue
         errors.append(phase)
         all_cached = False
         searcher.metrics.errors.labels(failure.code).inc()
         yield _event("error", version, orjson.dumps(failure.payload()), retry, phase)
         retry = None
+    if log_query:
+        searcher.log_query(params)
     done = {
         "protocol": PROTOCOL,
         "index_version": version,

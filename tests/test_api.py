@@ -6,7 +6,10 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 from starlette.testclient import TestClient
 
@@ -95,6 +98,40 @@ def test_repeat_stream_comes_from_the_cache(client: TestClient) -> None:
     assert [e.data["hits"] for e in first[:3]] == [e.data["hits"] for e in second[:3]]
     metrics = client.get("/metrics").text
     assert 'progsearch_cache_requests_total{kind="keyword",result="hit"}' in metrics
+
+
+class CountingEngine(Engine):
+    """An engine that records the texts it encodes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.encoded: list[str] = []
+
+    def encode(self, text: str) -> npt.NDArray[np.float32]:
+        self.encoded.append(text)
+        return super().encode(text)
+
+
+def test_query_vector_comes_with_the_phase_lookup(sample_root: Path) -> None:
+    """Another k misses every phase but not the query vector: it comes with the phases' one
+    cache lookup, and the encoder does not run again."""
+    engine = CountingEngine.open(sample_root)
+    with TestClient(create_app(Settings(), engine=engine)) as c:
+        wait_ready(c)
+        read_stream(c, "/search/stream?q=burr+grinder+espresso&k=3")
+        assert engine.encoded == ["burr grinder espresso"]
+        for k in range(4, 40):  # the vector is cached in the background, after the events
+            encoded = len(engine.encoded)
+            _, events = read_stream(c, f"/search/stream?q=burr+grinder+espresso&k={k}")
+            assert [e.event for e in events] == ["keyword", "semantic", "enhanced", "done"]
+            assert events[-1].data["cached"] is False and events[1].data["hits"]
+            if len(engine.encoded) == encoded:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"every stream encoded the query again: {engine.encoded}")
+        metrics = c.get("/metrics").text
+        assert 'progsearch_cache_requests_total{kind="embedding",result="hit"}' in metrics
 
 
 def test_last_event_id_resumes_after_the_phases_seen(client: TestClient) -> None:
