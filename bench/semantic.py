@@ -363,37 +363,48 @@ def bench_ann(args: argparse.Namespace, data: Path, queries: Vectors) -> dict[st
     results["large_data"] = gen.describe()
     key = f"{fp32.fingerprint}|{len(real)}|{n}|{args.ann_data}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:8]
-    path = args.work_dir / f"hnsw-{n}-m{args.hnsw_m}-efc{args.ef_construction}-{digest}.faiss"
     vectors = gen.sample(n)
     faiss.omp_set_num_threads(args.threads)
-    if path.is_file():
-        hnsw = faiss.read_index(str(path))
-        results["hnsw_build_s"] = "cached: " + path.name
-    else:
-        start = time.perf_counter()
-        hnsw, _ = build_vector_index(
-            vectors, exact_max=0, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction
-        )
-        results["hnsw_build_s"] = time.perf_counter() - start
-        faiss.write_index(hnsw, str(path))
-    results["hnsw_file"] = str(path)
     flat = faiss.IndexFlatIP(vectors.shape[1])
     flat.add(vectors)
     exact = flat.search(queries, 10)[1]
-    del flat, vectors
-    for ef in args.ef_search:
-        params = IndexParams(
-            "hnsw",
-            n,
-            hnsw.d,
-            hnsw_m=args.hnsw_m,
-            ef_construction=args.ef_construction,
-            ef_search=ef,
-        )
-        name = f"{n} hnsw M={args.hnsw_m} efC={args.ef_construction} efSearch={ef}"
-        search[name] = search_stats(
-            VectorIndex(hnsw, params, threads=1), queries, exact, args.warmup
-        )
+    del flat
+    builds: dict[str, Any] = {}
+    results["hnsw_build_s"] = builds
+    for storage in args.hnsw_storage:
+        suffix = "" if storage == "flat" else f"-{storage}"
+        name = f"hnsw-{n}-m{args.hnsw_m}-efc{args.ef_construction}{suffix}-{digest}.faiss"
+        path = args.work_dir / name
+        faiss.omp_set_num_threads(args.threads)
+        if path.is_file():
+            hnsw = faiss.read_index(str(path))
+            builds[storage] = "cached: " + path.name
+        else:
+            start = time.perf_counter()
+            hnsw, _ = build_vector_index(
+                vectors, exact_max=0, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction,
+                storage=storage,
+            )
+            builds[storage] = time.perf_counter() - start
+            faiss.write_index(hnsw, str(path))
+        for ef in args.ef_search:
+            params = IndexParams(
+                "hnsw",
+                n,
+                hnsw.d,
+                hnsw_m=args.hnsw_m,
+                ef_construction=args.ef_construction,
+                ef_search=ef,
+                storage=storage,
+                refine=args.refine,
+            )
+            label = f"{n} hnsw {storage} M={args.hnsw_m} efC={args.ef_construction} efSearch={ef}"
+            if storage != "flat":
+                label += f" refine={args.refine}"
+            search[label] = search_stats(
+                VectorIndex(hnsw, params, threads=1, vectors=vectors), queries, exact, args.warmup
+            )
+        del hnsw
     return results
 
 
@@ -431,6 +442,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--hnsw-m", type=int, default=32)
     parser.add_argument("--ef-construction", type=int, default=200)
+    parser.add_argument(
+        "--hnsw-storage",
+        type=lambda s: s.split(","),
+        default=["flat", "sq8"],
+        help="comma-separated HNSW node storages to build and time: flat, sq8",
+    )
+    parser.add_argument(
+        "--refine", type=int, default=100, help="sq8: candidates re-scored exactly"
+    )
     parser.add_argument(
         "--ef-search",
         type=lambda s: [int(x) for x in s.split(",")],
@@ -490,7 +510,8 @@ def print_report(report: dict[str, Any]) -> None:
         print(f"ANN at --ann-size: {ann['large_data']}")
     print("queries: real SciFact query vectors (int8); k=100, one at a time, faiss threads=1")
     if "hnsw_build_s" in ann:
-        print(f"HNSW build: {ann['hnsw_build_s']}")
+        for storage, took in ann["hnsw_build_s"].items():
+            print(f"HNSW build, {storage}: {took if isinstance(took, str) else f'{took:.0f} s'}")
     rows = [
         [name, v["p50_ms"], v["p99_ms"], v["mean_ms"], v["recall_at_10"]]
         for name, v in ann["search"].items()

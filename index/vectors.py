@@ -1,7 +1,10 @@
 """Vector index over unit vectors (inner product = cosine), built and stored with FAISS.
 
 Up to ``exact_max`` vectors the index is exact (``IndexFlatIP``); above, it is an HNSW graph
-(``IndexHNSWFlat``, inner-product metric). A folder holds:
+(inner-product metric) whose nodes hold either the float vectors (``storage="flat"``,
+``IndexHNSWFlat``) or 8-bit scalar-quantized codes (``storage="sq8"``, ``IndexHNSWSQ``): a
+quarter of the bytes read per visited node, and the graph's candidates are then re-scored
+exactly against ``vectors.npy``, so the scores returned are exact cosines. A folder holds:
 
 - ``vectors.npy``: the vectors (float32 or float16), kept for reuse (re-ranking, rebuilding);
 - ``hnsw.faiss``: the HNSW graph, only for HNSW. It is memory-mapped on load.
@@ -34,13 +37,17 @@ __all__ = [
 VECTORS_FILE = "vectors.npy"
 HNSW_FILE = "hnsw.faiss"
 IndexKind = Literal["flat", "hnsw"]
+Storage = Literal["flat", "sq8"]
+STORAGES = ("flat", "sq8")
 
 
 @dataclass(frozen=True)
 class IndexParams:
     """What was built; stored in a manifest via :meth:`to_dict` and read back by :meth:`from_dict`.
 
-    ``hnsw_m``, ``ef_construction`` and ``ef_search`` matter only for ``kind == "hnsw"``.
+    ``hnsw_m``, ``ef_construction``, ``ef_search``, ``storage`` and ``refine`` matter only for
+    ``kind == "hnsw"``. With ``storage == "sq8"`` a search re-scores at least ``refine`` of the
+    graph's candidates exactly (more when more are asked for).
     """
 
     kind: IndexKind
@@ -50,6 +57,8 @@ class IndexParams:
     hnsw_m: int = 32
     ef_construction: int = 200
     ef_search: int = 256
+    storage: Storage = "flat"
+    refine: int = 100
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,6 +71,8 @@ class IndexParams:
             raise SnapshotError(f"vector index parameters {data!r} are malformed: {exc}") from exc
         if params.kind not in ("flat", "hnsw"):
             raise SnapshotError(f"vector index kind {params.kind!r} is unknown; 'flat' or 'hnsw'")
+        if params.storage not in STORAGES:
+            raise SnapshotError(f"vector storage {params.storage!r} is unknown; one of {STORAGES}")
         return params
 
 
@@ -77,12 +88,15 @@ def build_vector_index(
     hnsw_m: int = 32,
     ef_construction: int = 200,
     ef_search: int = 256,
+    storage: Storage = "flat",
+    refine: int = 100,
 ) -> tuple[faiss.Index, IndexParams]:
     """Index ``vectors`` (n, d), expected L2-normalized: flat if n <= exact_max, else HNSW.
 
     The HNSW defaults come from bench/semantic.py at 1M x 384 (real-like vectors, 2 cores):
     efSearch 256 gave recall@10 0.98 at ~2 ms for k=100; 128 gave 0.96 at ~1.1 ms.
     Construction uses every OpenMP thread (see ``faiss.omp_set_num_threads``) and took ~19 min.
+    ``storage="sq8"`` trains the quantizer's per-dimension ranges on the vectors first.
     """
     data = _check_vectors(vectors)
     count, dim = data.shape
@@ -90,17 +104,27 @@ def build_vector_index(
         flat = faiss.IndexFlatIP(dim)
         flat.add(data)
         return flat, IndexParams(kind="flat", count=count, dim=dim)
-    if hnsw_m < 2 or ef_construction < 1 or ef_search < 1:
+    if hnsw_m < 2 or ef_construction < 1 or ef_search < 1 or refine < 1:
         raise QueryError(
-            f"HNSW needs hnsw_m >= 2, ef_construction >= 1 and ef_search >= 1; got "
-            f"{hnsw_m}, {ef_construction}, {ef_search}"
+            f"HNSW needs hnsw_m >= 2, ef_construction >= 1, ef_search >= 1 and refine >= 1; "
+            f"got {hnsw_m}, {ef_construction}, {ef_search}, {refine}"
         )
-    hnsw = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+    if storage not in STORAGES:
+        raise QueryError(f"vector storage {storage!r} is unknown; one of {STORAGES}")
+    hnsw: faiss.IndexHNSW
+    if storage == "sq8":
+        hnsw = faiss.IndexHNSWSQ(
+            dim, faiss.ScalarQuantizer.QT_8bit, hnsw_m, faiss.METRIC_INNER_PRODUCT  # type: ignore[arg-type]
+        )
+        hnsw.train(data)
+    else:
+        hnsw = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
     hnsw.hnsw.efConstruction = ef_construction
     hnsw.hnsw.efSearch = ef_search
     hnsw.add(data)
     params = IndexParams(
-        "hnsw", count, dim, hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search
+        "hnsw", count, dim, hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search,
+        storage=storage, refine=refine,
     )
     return hnsw, params
 
@@ -163,7 +187,7 @@ def load_vector_index(folder: Path, params: IndexParams, threads: int = 1) -> Ve
                 f"{path} holds {index.ntotal} vectors of {index.d} dims, the manifest says "
                 f"{params.count} of {params.dim}"
             )
-    return VectorIndex(index, params, threads=threads)
+    return VectorIndex(index, params, threads=threads, vectors=vectors)
 
 
 class VectorIndex:
@@ -174,12 +198,16 @@ class VectorIndex:
     queries gain from more.
     """
 
-    def __init__(self, index: faiss.Index, params: IndexParams, threads: int = 1) -> None:
+    def __init__(self, index: faiss.Index, params: IndexParams, threads: int = 1,
+                 vectors: npt.NDArray[Any] | None = None) -> None:
         if threads < 1:
             raise QueryError(f"faiss threads must be >= 1, got {threads}")
+        if params.kind == "hnsw" and params.storage == "sq8" and vectors is None:
+            raise QueryError("an sq8 HNSW index needs the float vectors to re-score against")
         faiss.omp_set_num_threads(threads)
         self._index = index
         self._params = params
+        self._vectors = vectors if params.kind == "hnsw" and params.storage == "sq8" else None
         if isinstance(index, faiss.IndexHNSW):
             # Set once here, never per query: searches share the index across threads.
             index.hnsw.efSearch = params.ef_search
@@ -209,6 +237,9 @@ class VectorIndex:
         if k == 0 or data.shape[0] == 0:
             empty = (data.shape[0], 0)
             return np.empty(empty, dtype=np.int64), np.empty(empty, dtype=np.float32)
+        if self._vectors is not None:
+            _, candidates = self._index.search(data, min(max(k, self._params.refine), len(self)))
+            return _rescore(self._vectors, data, candidates, k)
         scores, ids = self._index.search(data, k)
         scores = np.where(ids < 0, np.float32(-np.inf), scores).astype(np.float32)
         return ids.astype(np.int64, copy=False), scores
@@ -225,3 +256,26 @@ class VectorIndex:
         ids, scores = self.search_many(data, k)
         keep = ids[0] >= 0
         return ids[0][keep], scores[0][keep]
+
+
+def _rescore(
+    vectors: npt.NDArray[Any], queries: npt.NDArray[np.float32], ids: npt.NDArray[np.int64],
+    k: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """The top ``k`` of each row of candidate ``ids`` (-1: none) by exact inner product with
+    its query, from the stored ``vectors``: (n, k) ids and scores, missing slots -1 / -inf."""
+    n, width = ids.shape
+    safe = np.where(ids < 0, 0, ids)
+    rows = np.asarray(vectors[safe.ravel()], dtype=np.float32).reshape(n, width, -1)
+    scores = np.einsum("nwd,nd->nw", rows, queries, dtype=np.float32)
+    scores[ids < 0] = -np.inf
+    k = min(k, width)
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < width else np.tile(
+        np.arange(width), (n, 1))
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    order = np.argsort(-top_scores, axis=1, kind="stable")
+    best = np.take_along_axis(top, order, axis=1)
+    out_ids = np.take_along_axis(ids, best, axis=1).astype(np.int64, copy=False)
+    out_scores = np.take_along_axis(scores, best, axis=1).astype(np.float32, copy=False)
+    out_ids[~np.isfinite(out_scores)] = -1
+    return out_ids, out_scores

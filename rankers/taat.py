@@ -1,12 +1,20 @@
-"""Term-at-a-time top-k over impact postings, with MaxScore pruning.
+"""Top-k over impact postings with MaxScore pruning: compiled document at a time, or numpy
+term at a time.
 
-Query terms are taken in decreasing order of their best possible contribution. While a document
-that has not been seen yet could still reach the current k-th best score, postings are added in
-full to a dense accumulator. Once the remaining terms together cannot lift an unseen document
-above that threshold, only the documents already seen are scored further, by binary search in
-each remaining postings list, and candidates that can no longer reach the top k are dropped.
-The result is the same as exhaustive scoring (up to ties at the cut), but the long postings of
-common terms are mostly skipped.
+Compiled (`rankers._maxscore`, built with the package): documents are visited in increasing
+order and each gets its exact score at once, so the k-th best score (the threshold) rises
+early; the terms whose combined bound falls to the threshold stop being walked and are only
+probed, by galloping search, for documents that can still enter the top k (see the C file).
+
+numpy fallback: query terms are taken in decreasing order of their best possible contribution.
+While a document that has not been seen yet could still reach the current k-th best score,
+postings are added in full to a dense accumulator. Once the remaining terms together cannot lift
+an unseen document above that threshold, only the documents already seen are scored further, by
+binary search in each remaining postings list, and candidates that can no longer reach the top
+k are dropped.
+
+Both give the same result as exhaustive scoring (up to ties at the cut), but the long postings
+of common terms are mostly skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +25,11 @@ import numpy as np
 import numpy.typing as npt
 
 from rankers.bm25 import top_k
+
+try:
+    from rankers._maxscore import top_k as compiled_top_k
+except ImportError:  # not built: the numpy implementation below runs instead
+    compiled_top_k = None  # type: ignore[assignment]
 
 __all__ = [
     "DENSE_MAX_DOCS",
@@ -109,15 +122,27 @@ def select(scores: F64, k: int) -> tuple[I64, F32]:
 
 
 def score_maxscore(
-    postings: Postings, terms: I64, weights: F32, k: int, acc: F32
+    postings: Postings, terms: I64, weights: F32, k: int, acc: F32, *, compiled: bool = True
 ) -> tuple[I64, F32]:
-    """MaxScore pruning (see the module docstring); same contract as `score_terms`."""
+    """MaxScore pruning (see the module docstring); same contract as `score_terms`.
+
+    Runs compiled (`rankers._maxscore`, one fused pass per step instead of numpy's separate
+    passes) when the extension is built, else, or with `compiled=False`, in numpy."""
     ptr, post_doc, post_imp, term_max = postings
     ub = term_max[terms] * weights
     order = np.argsort(-ub, kind="stable")
     terms, weights, ub = terms[order], weights[order], ub[order]
     # A little slack so float32 rounding in the accumulator never prunes a true top-k document.
     rest = np.cumsum(ub[::-1].astype(np.float64))[::-1] * (1.0 + 1e-5) + 1e-6
+    if compiled and compiled_top_k is not None and terms.size and k > 0:
+        out_doc = np.empty(k, dtype=np.int64)
+        out_score = np.empty(k, dtype=np.float32)
+        n = compiled_top_k(
+            ptr, post_doc, post_imp, np.ascontiguousarray(terms, dtype=np.int64),
+            np.ascontiguousarray(weights, dtype=np.float32), np.append(rest, 0.0), acc.size,
+            out_doc, out_score,
+        )
+        return out_doc[:n], out_score[:n]
     theta = float("-inf")
     seen: list[I32] = []
     n_seen = 0

@@ -28,7 +28,10 @@ def _random_index(rng: np.random.Generator, n_docs: int, n_terms: int):  # type:
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("k", [1, 10, 100])
 @pytest.mark.parametrize("n_docs", [2_000, 100_000])
-def test_same_as_exhaustive(seed: int, k: int, n_docs: int) -> None:
+@pytest.mark.parametrize("compiled", [True, False])
+def test_same_as_exhaustive(seed: int, k: int, n_docs: int, compiled: bool) -> None:
+    if compiled and taat.compiled_top_k is None:
+        pytest.fail("rankers._maxscore is not built (pip install -e . builds it)")
     rng = np.random.default_rng(seed)
     ptr, docs, imps, term_max = _random_index(rng, n_docs, 300)
     acc = np.zeros(n_docs, dtype=np.float32)
@@ -37,7 +40,7 @@ def test_same_as_exhaustive(seed: int, k: int, n_docs: int) -> None:
         weights = rng.uniform(0.2, 2.0, terms.size).astype(np.float32)
         postings = Postings(ptr, docs, imps, term_max)
         ref_docs, ref_scores = score_exhaustive(postings, n_docs, terms, weights, k)
-        pruned = score_maxscore(postings, terms, weights, k, acc)
+        pruned = score_maxscore(postings, terms, weights, k, acc, compiled=compiled)
         assert not acc.any(), "the scratch accumulator must be handed back zeroed"
         dense = score_dense(postings, terms, weights, k, n_docs)
         for got_docs, got_scores in (pruned, dense):
@@ -45,6 +48,32 @@ def test_same_as_exhaustive(seed: int, k: int, n_docs: int) -> None:
             # Equal scores at the cut may be chosen differently; everything above must match.
             above = ref_scores > ref_scores[-1] * (1 + 1e-5)
             assert set(ref_docs[above].tolist()) <= set(got_docs.tolist())
+
+
+def test_compiled_top_k_orders_ties_by_document_and_checks_its_input() -> None:
+    # Three terms; documents 1, 4 and 6 tie on 2.0, document 3 scores 3.0.
+    ptr = np.array([0, 3, 5, 7], np.int64)
+    docs = np.array([1, 3, 4, 3, 6, 0, 6], np.int32)
+    imps = np.array([2.0, 1.0, 2.0, 2.0, 1.0, 0.5, 1.0], np.float32)
+    term_max = np.array([2.0, 2.0, 1.0], np.float32)
+    postings = Postings(ptr, docs, imps, term_max)
+    acc = np.zeros(8, np.float32)
+    got_docs, got_scores = score_maxscore(
+        postings, np.array([0, 1, 2], np.int64), np.ones(3, np.float32), 3, acc
+    )
+    assert got_docs.tolist() == [3, 1, 4] and got_scores.tolist() == [3.0, 2.0, 2.0]
+    assert taat.compiled_top_k is not None
+    out_doc, out_score = np.empty(2, np.int64), np.empty(2, np.float32)
+    rest = np.array([3.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match="n_docs"):
+        taat.compiled_top_k(ptr, docs, imps, np.array([0, 1], np.int64), np.ones(2, np.float32),
+                            rest, 4, out_doc, out_score)
+    with pytest.raises(ValueError, match="outside the arrays"):
+        taat.compiled_top_k(ptr, docs, imps, np.array([0, 3], np.int64), np.ones(2, np.float32),
+                            rest, 8, out_doc, out_score)
+    with pytest.raises(ValueError, match="lengths"):
+        taat.compiled_top_k(ptr, docs, imps, np.array([0, 1], np.int64), np.ones(3, np.float32),
+                            rest, 8, out_doc, out_score)
 
 
 def test_no_terms() -> None:
