@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
         default=200_000,
         help="exact vector search up to this many documents, HNSW above",
     )
+    ix.add_argument(
+        "--hnsw-storage",
+        choices=["flat", "sq8"],
+        help="what HNSW nodes hold: float vectors, or 8-bit codes re-scored exactly (sq8); "
+        "default: see index.vector_stage.VectorOptions",
+    )
 
     se = sub.add_parser("search", help="search an index from the command line")
     se.add_argument("index", type=Path)
@@ -150,6 +156,7 @@ def _index(args: argparse.Namespace) -> int:
         else VectorOptions(
             batch_size=args.embed_batch,
             exact_max=args.exact_max,
+            hnsw_storage=args.hnsw_storage or VectorOptions.hnsw_storage,
             passages=None if args.no_passages else PassageOptions(),
         ),
     )

@@ -58,9 +58,10 @@ def precomputed(docs: Sequence[Document], options: PassageOptions) -> Precompute
     return PrecomputedVectors(FINGERPRINT, inputs_hash([d.id for d in docs]), doc_vectors, passages)
 
 
-def build_with_vectors(docs: Sequence[Document], root: Path) -> Path:
+def build_with_vectors(docs: Sequence[Document], root: Path,
+                       vectors: VectorOptions | None = None) -> Path:
     """A snapshot with (fake) document and passage vectors, built without a model."""
-    options = BuildOptions(workers=1, vectors=VectorOptions())
+    options = BuildOptions(workers=1, vectors=vectors or VectorOptions())
     assert options.vectors is not None and options.vectors.passages is not None
     return write_snapshot(
         docs, root, options, precomputed=precomputed(docs, options.vectors.passages)

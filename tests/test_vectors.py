@@ -11,8 +11,12 @@ import faiss
 import numpy as np
 import pytest
 
+from index.compact import build_options
 from index.embedding import document_text, embed_corpus
 from index.errors import ModelError, QueryError, SnapshotError
+from index.snapshot import load_snapshot
+from index.types import Document
+from index.vector_stage import VectorOptions
 from index.vectors import (
     HNSW_FILE,
     VECTORS_FILE,
@@ -22,6 +26,10 @@ from index.vectors import (
     load_vector_index,
     save_vector_index,
 )
+from rankers.keyword import KeywordRanker
+from rankers.semantic import SemanticRanker
+from tests.fake_vectors import FakeEncoder as FakeQueryEncoder
+from tests.fake_vectors import build_with_vectors, fake_vector
 
 DIM = 384
 
@@ -82,6 +90,56 @@ def test_hnsw_round_trip_is_memory_mapped_and_identical(
     np.testing.assert_array_equal(again[0], original[0])
     np.testing.assert_array_equal(again[1], original[1])
     assert isinstance(np.load(tmp_path / VECTORS_FILE, mmap_mode="r"), np.memmap)
+
+
+def test_sq8_hnsw_rescores_exactly_after_a_round_trip(tmp_path: Path) -> None:
+    data = unit_vectors(5_000, seed=1)
+    index, params = build_vector_index(data, exact_max=1_000, storage="sq8", refine=50)
+    assert params.storage == "sq8" and isinstance(index, faiss.IndexHNSWSQ)
+    with pytest.raises(QueryError, match="float vectors"):
+        VectorIndex(index, params)
+    save_vector_index(index, tmp_path, data, params)
+    loaded = load_vector_index(tmp_path, IndexParams.from_dict(params.to_dict()))
+    assert loaded.params == params
+    queries = unit_vectors(200, seed=4)
+    ids, scores = loaded.search_many(queries, 10)
+    # The scores are exact cosines from the float vectors, best first.
+    np.testing.assert_allclose(scores, np.einsum("nkd,nd->nk", data[ids], queries), atol=1e-5)
+    assert (np.diff(scores, axis=1) <= 0).all()
+    want = exact_top_k(data, queries, 10)
+    recall = np.mean([len(set(g) & set(w)) / 10 for g, w in zip(ids, want, strict=True)])
+    assert recall >= 0.95
+    with pytest.raises(SnapshotError, match="storage"):
+        IndexParams.from_dict({**params.to_dict(), "storage": "pq"})
+
+
+def test_sq8_rescoring_keeps_missing_neighbours_missing() -> None:
+    data = unit_vectors(4, seed=11)
+    params = IndexParams(kind="hnsw", count=4, dim=DIM, storage="sq8", refine=4)
+    vectors = VectorIndex(cast(faiss.Index, HolesIndex()), params, vectors=data)
+    ids, scores = vectors.search_many(data[:1], 4)
+    assert sorted(ids[0][:2].tolist()) == [0, 2] and ids[0][2:].tolist() == [-1, -1]
+    assert np.isinf(scores[0][2:]).all() and scores[0][0] == pytest.approx(
+        max(data[0] @ data[0], data[2] @ data[0]))
+    ids, _ = vectors.search(data[0], 4)
+    assert sorted(ids.tolist()) == [0, 2]
+
+
+def test_snapshot_with_sq8_hnsw_answers_like_exact_search(tmp_path: Path) -> None:
+    docs = [Document(f"d{i}", f"title {i}", f"body text number {i} about topic {i % 7}")
+            for i in range(300)]
+    options = VectorOptions(exact_max=50, hnsw_storage="sq8")
+    snapshot = load_snapshot(build_with_vectors(docs, tmp_path, options))
+    ranker = SemanticRanker(snapshot, KeywordRanker(snapshot), FakeQueryEncoder())
+    assert ranker.index.params.kind == "hnsw" and ranker.index.params.storage == "sq8"
+    stored = np.asarray(snapshot.arrays["vectors/vectors.npy"], dtype=np.float32)
+    for i in range(0, 300, 37):
+        query = fake_vector(f"topic {i % 7} number {i}")
+        ids, scores = ranker.dense(query, 10)
+        np.testing.assert_array_equal(ids, exact_top_k(stored, query[None, :], 10)[0])
+        np.testing.assert_allclose(scores, stored[ids] @ query, atol=1e-5)
+    rebuilt = build_options(snapshot.manifest).vectors
+    assert rebuilt is not None and rebuilt.hnsw_storage == "sq8"  # compaction keeps it
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
