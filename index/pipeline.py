@@ -16,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import json
+import multiprocessing
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -161,7 +162,12 @@ def analyzed_batches(
         if workers > 1:
             pool = stack.enter_context(
                 cf.ProcessPoolExecutor(
-                    max_workers=workers, initializer=_init_worker, initargs=(settings, title_weight)
+                    max_workers=workers,
+                    initializer=_init_worker,
+                    initargs=(settings, title_weight),
+                    # Not fork: a build can run inside a process with threads (a server's
+                    # compaction, the tests), and a forked child inherits their locks held.
+                    mp_context=multiprocessing.get_context("forkserver"),
                 )
             )
         else:
