@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml index/_wordcount.c rankers/_maxscore.c | $(BIN)/python
+$(STAMP): pyproject.toml index/_wordcount.c rankers/_maxscore.c index/_buffers.h | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	touch $(STAMP)
 

@@ -24,6 +24,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+
+#include "_buffers.h"
 #include <stdint.h>
 #include <string.h>
 
@@ -927,27 +929,6 @@ static PyTypeObject CounterType = {
 
 /* ---- placing a chunk's postings into the CSR arrays ------------------------------------- */
 
-typedef struct {
-    Py_buffer view;
-    int ok;
-} Buf;
-
-static int
-get_buf(PyObject *obj, Buf *b, Py_ssize_t item, int writable, const char *name)
-{
-    if (PyObject_GetBuffer(obj, &b->view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) <
-        0) {
-        return -1;
-    }
-    b->ok = 1;
-    if (b->view.len % item != 0) {
-        PyErr_Format(PyExc_ValueError, "%s: %zd bytes is not a whole number of items", name,
-                     b->view.len);
-        return -1;
-    }
-    return 0;
-}
-
 #define N_BUFS 8
 
 /* BM25 impacts exactly as rankers.bm25.impacts computes them with numpy float32 arithmetic, one
@@ -999,7 +980,7 @@ wordcount_place(PyObject *module, PyObject *args)
     memset(bufs, 0, sizeof(bufs));
     PyObject *out = NULL;
     for (int i = 0; i < N_BUFS; i++) {
-        if (get_buf(objs[i], &bufs[i], items[i], i < 2, names[i]) < 0) {
+        if (get_buf(objs[i], &bufs[i], items[i], i < 2, 0, names[i]) < 0) {
             goto done;
         }
     }
@@ -1038,11 +1019,7 @@ wordcount_place(PyObject *module, PyObject *args)
     Py_END_ALLOW_THREADS
     out = Py_NewRef(Py_None);
 done:
-    for (int i = 0; i < N_BUFS; i++) {
-        if (bufs[i].ok) {
-            PyBuffer_Release(&bufs[i].view);
-        }
-    }
+    release_bufs(bufs, N_BUFS);
     return out;
 }
 

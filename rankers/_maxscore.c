@@ -13,6 +13,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "_buffers.h"
+
 #include <float.h>
 #include <math.h>
 #include <stddef.h>
@@ -52,6 +54,17 @@ worse(float sa, int32_t da, float sb, int32_t db)
     return sa < sb || (sa == sb && da > db);
 }
 
+static inline void
+swap(float *hs, int32_t *hd, size_t i, size_t j)
+{
+    float ts = hs[i];
+    int32_t td = hd[i];
+    hs[i] = hs[j];
+    hd[i] = hd[j];
+    hs[j] = ts;
+    hd[j] = td;
+}
+
 static void
 sift_down(float *hs, int32_t *hd, size_t n, size_t i)
 {
@@ -66,12 +79,7 @@ sift_down(float *hs, int32_t *hd, size_t n, size_t i)
         if (m == i) {
             return;
         }
-        float ts = hs[i];
-        int32_t td = hd[i];
-        hs[i] = hs[m];
-        hd[i] = hd[m];
-        hs[m] = ts;
-        hd[m] = td;
+        swap(hs, hd, i, m);
         i = m;
     }
 }
@@ -84,12 +92,7 @@ sift_up(float *hs, int32_t *hd, size_t i)
         if (!worse(hs[i], hd[i], hs[parent], hd[parent])) {
             return;
         }
-        float ts = hs[i];
-        int32_t td = hd[i];
-        hs[i] = hs[parent];
-        hd[i] = hd[parent];
-        hs[parent] = ts;
-        hd[parent] = td;
+        swap(hs, hd, i, parent);
         i = parent;
     }
 }
@@ -200,12 +203,7 @@ run_search(const Search *s)
     }
     /* the heap, best first: by score descending, then document ascending */
     for (size_t m = size; m > 1; m--) {
-        float ts = hs[0];
-        int32_t td = hd[0];
-        hs[0] = hs[m - 1];
-        hd[0] = hd[m - 1];
-        hs[m - 1] = ts;
-        hd[m - 1] = td;
+        swap(hs, hd, 0, m - 1);
         sift_down(hs, hd, m - 1, 0);
     }
     for (size_t m = 0; m < size; m++) {
@@ -217,26 +215,6 @@ done:
     free(hs);
     free(hd);
     return result;
-}
-
-typedef struct {
-    Py_buffer view;
-    int ok;
-} Buf;
-
-static int
-get_buf(PyObject *obj, Buf *b, Py_ssize_t item, int writable, const char *name)
-{
-    if (PyObject_GetBuffer(obj, &b->view, PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0)) <
-        0) {
-        return -1;
-    }
-    b->ok = 1;
-    if (b->view.itemsize != item || b->view.len % item != 0) {
-        PyErr_Format(PyExc_ValueError, "%s: expected items of %zd bytes", name, item);
-        return -1;
-    }
-    return 0;
 }
 
 #define N_BUFS 8
@@ -267,7 +245,7 @@ maxscore_top_k(PyObject *module, PyObject *args)
     memset(bufs, 0, sizeof(bufs));
     PyObject *out = NULL;
     for (int b = 0; b < N_BUFS; b++) {
-        if (get_buf(objs[b], &bufs[b], items[b], writable[b], names[b]) < 0) {
+        if (get_buf(objs[b], &bufs[b], items[b], writable[b], 1, names[b]) < 0) {
             goto done;
         }
     }
@@ -319,11 +297,7 @@ maxscore_top_k(PyObject *module, PyObject *args)
     }
     out = PyLong_FromSsize_t(n);
 done:
-    for (int b = 0; b < N_BUFS; b++) {
-        if (bufs[b].ok) {
-            PyBuffer_Release(&bufs[b].view);
-        }
-    }
+    release_bufs(bufs, N_BUFS);
     return out;
 }
 
