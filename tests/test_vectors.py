@@ -49,7 +49,7 @@ def exact_top_k(data: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def hnsw_case() -> tuple[np.ndarray, faiss.Index, IndexParams]:
     data = unit_vectors(5_000, seed=1)
-    index, params = build_vector_index(data, exact_max=1_000)
+    index, params = build_vector_index(data, exact_max=1_000, storage="flat")
     return data, index, params
 
 
