@@ -317,5 +317,10 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__maxscore(void)
 {
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "MAX_TERMS", MAX_TERMS) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -1,6 +1,8 @@
 import numpy as np
 import numpy.typing as npt
 
+MAX_TERMS: int
+
 def top_k(
     ptr: npt.NDArray[np.int64],
     post_doc: npt.NDArray[np.int32],

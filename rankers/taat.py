@@ -27,9 +27,11 @@ import numpy.typing as npt
 from rankers.bm25 import top_k
 
 try:
+    from rankers._maxscore import MAX_TERMS as COMPILED_MAX_TERMS
     from rankers._maxscore import top_k as compiled_top_k
 except ImportError:  # not built: the numpy implementation below runs instead
     compiled_top_k = None  # type: ignore[assignment]
+    COMPILED_MAX_TERMS = 0
 
 __all__ = [
     "DENSE_MAX_DOCS",
@@ -134,7 +136,7 @@ def score_maxscore(
     terms, weights, ub = terms[order], weights[order], ub[order]
     # A little slack so float32 rounding in the accumulator never prunes a true top-k document.
     rest = np.cumsum(ub[::-1].astype(np.float64))[::-1] * (1.0 + 1e-5) + 1e-6
-    if compiled and compiled_top_k is not None and terms.size and k > 0:
+    if compiled and compiled_top_k is not None and 0 < terms.size <= COMPILED_MAX_TERMS and k > 0:
         out_doc = np.empty(k, dtype=np.int64)
         out_score = np.empty(k, dtype=np.float32)
         n = compiled_top_k(

@@ -76,6 +76,21 @@ def test_compiled_top_k_orders_ties_by_document_and_checks_its_input() -> None:
                             rest, 8, out_doc, out_score)
 
 
+def test_more_terms_than_the_compiled_loop_takes_fall_back_to_numpy() -> None:
+    rng = np.random.default_rng(3)
+    n_terms = taat.COMPILED_MAX_TERMS + 10
+    ptr, docs, imps, term_max = _random_index(rng, 70_000, n_terms)
+    postings = Postings(ptr, docs, imps, term_max)
+    terms = np.arange(n_terms, dtype=np.int64)
+    weights = np.ones(n_terms, np.float32)
+    got_docs, got_scores = score_maxscore(postings, terms, weights, 10,
+                                          np.zeros(70_000, np.float32))
+    ref_docs, ref_scores = score_exhaustive(postings, 70_000, terms, weights, 10)
+    np.testing.assert_allclose(got_scores, ref_scores, rtol=1e-5)
+    above = ref_scores > ref_scores[-1] * (1 + 1e-5)
+    assert set(ref_docs[above].tolist()) <= set(got_docs.tolist())
+
+
 def test_no_terms() -> None:
     z = np.zeros(1, dtype=np.float32)
     empty = Postings(np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), z)
