@@ -128,8 +128,8 @@ def score_maxscore(
 ) -> tuple[I64, F32]:
     """MaxScore pruning (see the module docstring); same contract as `score_terms`.
 
-    Runs compiled (`rankers._maxscore`, one fused pass per step instead of numpy's separate
-    passes) when the extension is built, else, or with `compiled=False`, in numpy."""
+    Runs compiled, document at a time (`rankers._maxscore`), when the extension is built and
+    takes this many terms; else, or with `compiled=False`, term at a time in numpy."""
     ptr, post_doc, post_imp, term_max = postings
     ub = term_max[terms] * weights
     order = np.argsort(-ub, kind="stable")
