@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml index/_wordcount.c rankers/_maxscore.c index/_buffers.h | $(BIN)/python
+$(STAMP): pyproject.toml index/_wordcount.c rankers/_maxscore.c index/core/_buffers.h | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
 	touch $(STAMP)
 
@@ -38,6 +38,7 @@ test: $(STAMP) services browser
 lint: $(STAMP)
 	$(BIN)/ruff check app rankers index tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.keyword --data ../shared/data/scifact

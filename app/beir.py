@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from index.errors import SourceError
+from index.core.errors import SourceError
 
 __all__ = ["read_qrels", "read_queries", "split_queries"]
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from index.errors import ProgsearchError
+from index.core.errors import ProgsearchError
 
 __all__ = ["main"]
 
@@ -130,11 +130,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _index(args: argparse.Namespace) -> int:
     from index.analyzer import AnalyzerSettings
+    from index.core.bm25 import BM25Params
     from index.passages import PassageOptions
     from index.snapshot import BuildOptions, write_snapshot
     from index.sources import open_source
     from index.vector_stage import VectorOptions
-    from rankers.bm25 import BM25Params
 
     if args.workers < 1:
         raise ProgsearchError(f"--workers must be at least 1, got {args.workers}")
@@ -222,7 +222,7 @@ def _search(args: argparse.Namespace) -> int:
         "unknown": list(result.unknown),
     }
     if args.semantic:
-        from rankers.encoder import Encoder, EncoderConfig
+        from index.core.encoder import Encoder, EncoderConfig
         from rankers.semantic import SemanticRanker
 
         semantic = SemanticRanker(snapshot, ranker, Encoder.load(EncoderConfig()))
@@ -302,7 +302,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _query(args: argparse.Namespace) -> int:
     import httpx
 
-    from app.query import query
+    from app.stream_client import query
 
     try:
         return query(args.url, args.query, k=args.k, as_json=args.json)

@@ -22,8 +22,8 @@ import numpy.typing as npt
 import orjson
 
 from app.catalog import DEFAULT_N, DEFAULT_SEED, write_catalog
+from index.core.errors import ProgsearchError
 from index.embedding import document_text, inputs_hash
-from index.errors import ProgsearchError
 from index.passages import PassageOptions, layout_passages
 from index.snapshot import BuildOptions, write_snapshot
 from index.sources import open_source

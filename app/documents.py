@@ -26,11 +26,11 @@ from app.engine import Engine
 from app.errors import ApiError
 from app.jobs import Jobs
 from app.settings import Settings
+from index.core.errors import SourceError
+from index.core.types import Document
 from index.delta import DeltaLog
-from index.errors import SourceError
 from index.ingest import parse_documents
 from index.sources import MAX_ID_CHARS
-from index.types import Document
 
 __all__ = ["Writer", "delete_document", "get_document", "post_documents"]
 

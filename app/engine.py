@@ -28,8 +28,8 @@ import numpy.typing as npt
 
 from app.params import SearchParams
 from app.payloads import SNIPPET_CHARS, corrected_query, hits_payload, phase_payload, query_payload
+from index.core.types import Document
 from index.snapshot import CURRENT, Snapshot, load_snapshot
-from index.types import Document
 from rankers.keyword import KeywordRanker, QueryPlan
 from rankers.live import LiveIndex
 from rankers.live_search import LiveSearch
@@ -38,7 +38,7 @@ from rankers.types import KeywordResult
 if TYPE_CHECKING:
     # Imported where the encoder loads, on its thread: FAISS and the rest of the semantic
     # stack stay out of the start-up path, which answers keyword queries at once.
-    from rankers.encoder import Encoder
+    from index.core.encoder import Encoder
     from rankers.enhance import EnhancedRanker
     from rankers.live_source import LiveSource
     from rankers.semantic import SemanticRanker
@@ -216,7 +216,7 @@ class Engine:
 
     def _load_encoder(self) -> None:
         try:
-            from rankers.encoder import Encoder, EncoderConfig
+            from index.core.encoder import Encoder, EncoderConfig
 
             encoder = Encoder.load(
                 EncoderConfig(kind=self.encoder_kind, threads=self.encoder_threads)  # type: ignore[arg-type]

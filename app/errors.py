@@ -1,7 +1,7 @@
 """HTTP errors: the one place where failures become status codes and JSON bodies.
 
     ApiError             a request the service refuses, with its status and a stable code
-    ProgsearchError      (index.errors) mapped here: QueryError -> 400, the rest -> 500
+    ProgsearchError      (index.core.errors) mapped here: QueryError -> 400, the rest -> 500
     HTTPException        Starlette's own (404, 405) -> the same JSON shape
     anything else        500 with a JSON body and no stack trace; the trace goes to the log
 
@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from index.errors import ProgsearchError, QueryError
+from index.core.errors import ProgsearchError, QueryError
 
 __all__ = ["ApiError", "error_body", "exception_handlers"]
 

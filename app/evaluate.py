@@ -75,7 +75,7 @@ def phase_retrievers(
     phases: dict[str, Retrieve] = {"keyword": run_keyword}
     if not snapshot.has_vectors:
         return phases
-    from rankers.encoder import Encoder, EncoderConfig
+    from index.core.encoder import Encoder, EncoderConfig
 
     encoder = Encoder.load(EncoderConfig(kind=encoder_kind))  # type: ignore[arg-type]
     semantic = SemanticRanker(snapshot, keyword, encoder, fusion)

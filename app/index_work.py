@@ -31,7 +31,7 @@ from index.ingest import embed_pending, load_document_encoder, passage_options
 from index.snapshot import MANIFEST, resolve_version
 
 if TYPE_CHECKING:
-    from rankers.encoder import Encoder
+    from index.core.encoder import Encoder
 
 __all__ = ["EMBED_BATCH", "IndexWork", "WorkReport", "prune_versions"]
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from index.types import Document
+from index.core.types import Document
 from rankers.types import Correction, Expansion
 
 __all__ = [

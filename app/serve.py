@@ -13,8 +13,8 @@ from pathlib import Path
 
 import uvicorn
 
-from app.protocol import JsonErrorProtocol
 from app.settings import PREFIX, Settings
+from app.uvicorn_protocol import JsonErrorProtocol
 
 __all__ = ["serve"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-from index.errors import ProgsearchError
+from index.core.errors import ProgsearchError
 
 __all__ = ["PREFIX", "Settings", "SettingsError"]
 

@@ -25,8 +25,8 @@ import numpy.typing as npt
 
 from app.beir import split_queries
 from bench.timing import print_table, summarize, time_calls
+from index.core.encoder import Encoder, EncoderConfig
 from index.snapshot import load_snapshot
-from rankers.encoder import Encoder, EncoderConfig
 from rankers.enhance import EnhancedRanker, EnhanceSettings, zscore
 from rankers.keyword import KeywordRanker
 from rankers.semantic import SemanticRanker

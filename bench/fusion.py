@@ -21,8 +21,8 @@ import numpy as np
 from app.beir import split_queries
 from app.evaluate import METRICS, evaluate_run
 from bench.timing import print_table, summarize, time_calls
+from index.core.encoder import Encoder, EncoderConfig
 from index.snapshot import load_snapshot
-from rankers.encoder import Encoder, EncoderConfig
 from rankers.keyword import KeywordRanker
 from rankers.semantic import FusionSettings, SemanticRanker
 

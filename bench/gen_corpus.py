@@ -24,7 +24,7 @@ from typing import TextIO
 import numpy as np
 import numpy.typing as npt
 
-from index.errors import SourceError
+from index.core.errors import SourceError
 from index.sources import open_source
 
 __all__ = ["Pools", "build_pools", "generate_chunks", "main", "split_sentences"]

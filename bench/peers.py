@@ -21,7 +21,7 @@ import numpy as np
 import Stemmer
 import tantivy
 
-from index.errors import QueryError
+from index.core.errors import QueryError
 
 __all__ = ["Bm25sPeer", "Peer", "TantivyPeer", "tantivy_safe_query"]
 

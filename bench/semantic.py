@@ -49,11 +49,11 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.timing import print_table, summarize, time_calls
+from index.core.encoder import Encoder, EncoderConfig, exported_model_dir, model_source_dir
+from index.core.onnx_export import ST_INT8_FILE
+from index.core.onnx_session import QueryModel, load_tokenizer, onnx_forward
 from index.embedding import document_text, embed_corpus
 from index.vectors import IndexParams, VectorIndex, build_vector_index
-from rankers.encoder import Encoder, EncoderConfig, exported_model_dir, model_source_dir
-from rankers.onnx_export import ST_INT8_FILE
-from rankers.query_model import QueryModel, load_tokenizer, onnx_forward
 
 Vectors = npt.NDArray[np.float32]
 SCIFACT_DOCS = 5_183
@@ -88,7 +88,7 @@ def timed(fn: Callable[[Any], object], items: Sequence[Any], warmup: int) -> dic
 LOAD_SCRIPT = """
 import sys, time
 start = time.perf_counter()
-from rankers.encoder import Encoder, EncoderConfig
+from index.core.encoder import Encoder, EncoderConfig
 encoder = Encoder.load(EncoderConfig(kind="int8", threads=int(sys.argv[1])))
 loaded = time.perf_counter() - start
 encoder.encode_query("warm")

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from index.errors import QueryError
+from index.core.errors import QueryError
 
 __all__ = ["peak_rss_mb", "print_table", "summarize", "time_calls"]
 

@@ -931,7 +931,7 @@ static PyTypeObject CounterType = {
 
 #define N_BUFS 8
 
-/* BM25 impacts exactly as rankers.bm25.impacts computes them with numpy float32 arithmetic, one
+/* BM25 impacts exactly as index.core.bm25.impacts computes them with numpy float32 arithmetic, one
    rounding per operation; the document part (k1 * ((1 - b) + b * len / avg_len)) comes
    precomputed per document. Contracting a multiply and an add into one fused operation would
    change the last bit, so it is turned off here. */

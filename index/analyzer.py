@@ -13,7 +13,7 @@ from typing import Any
 
 import Stemmer
 
-from index.errors import SnapshotError
+from index.core.errors import SnapshotError
 from index.stopwords import ENGLISH
 
 __all__ = ["Analyzer", "AnalyzerSettings", "Token"]

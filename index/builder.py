@@ -1,6 +1,6 @@
 """Builds the keyword part of a snapshot: CSR postings with BM25 impacts and the vocabularies.
 
-Documents arrive in chunks already analyzed (`index.pipeline`), their words numbered by the
+Documents arrive in chunks already analyzed (`index.analysis_pool`), their words numbered by the
 analyzer that counted them; here words get global numbers. Postings are merged without a global
 sort: a chunk's postings come in runs, one per term, each ordered by document, so every run is
 copied straight to its place in the CSR arrays.
@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from index.chunk import AnalyzedChunk
-from rankers.bm25 import BM25Params, idf, impacts
+from index.core.bm25 import BM25Params, idf, impacts
 
 try:
     from index._wordcount import place as _native_place
@@ -233,7 +233,7 @@ class KeywordBuilder:
         self, doc_len: npt.NDArray[np.float32], avg_len: float
     ) -> npt.NDArray[np.float32]:
         """The document half of BM25's denominator, per document, exactly as
-        `rankers.bm25.impacts` computes it per posting (tests/test_builder.py checks)."""
+        `index.core.bm25.impacts` computes it per posting (tests/index/test_builder.py checks)."""
         k1, b = self.params.k1, self.params.b
         return k1 * ((1.0 - b) + b * (doc_len / np.float32(avg_len)))
 

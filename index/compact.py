@@ -32,15 +32,15 @@ import numpy as np
 import numpy.typing as npt
 
 from index.analyzer import AnalyzerSettings
+from index.core.bm25 import BM25Params
+from index.core.errors import SnapshotError
+from index.core.types import Document
 from index.delta import Change, DeltaLog, StoredVectors
 from index.embedding import inputs_hash
-from index.errors import SnapshotError
 from index.filelock import file_lock
 from index.passages import SPLITTER_VERSION, PassageOptions, layout_passages
 from index.snapshot import WORK, BuildOptions, Snapshot, load_snapshot, write_snapshot
-from index.types import Document
 from index.vector_stage import PrecomputedVectors, VectorOptions
-from rankers.bm25 import BM25Params
 
 __all__ = ["CompactionResult", "build_options", "compact", "fold"]
 

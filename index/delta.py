@@ -34,8 +34,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from index.errors import SnapshotError
-from index.types import Document
+from index.core.errors import SnapshotError
+from index.core.types import Document
 
 __all__ = [
     "DELTA_FILE",

@@ -19,8 +19,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from index.errors import SnapshotError
-from index.types import Document
+from index.core.errors import SnapshotError
+from index.core.types import Document
 
 __all__ = ["DocStore", "DocStoreWriter", "read_block", "write_block"]
 

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
-from index.errors import ModelError, QueryError
+from index.core.errors import ModelError, QueryError
 
 __all__ = ["DocumentEncoder", "document_text", "embed_corpus", "inputs_hash"]
 
@@ -33,7 +33,7 @@ _FORMAT = 1
 
 
 class DocumentEncoder(Protocol):
-    """What :func:`embed_corpus` needs from an encoder (``rankers.encoder.Encoder`` has it)."""
+    """What :func:`embed_corpus` needs from an encoder (``index.core.encoder.Encoder`` has it)."""
 
     @property
     def dim(self) -> int: ...

@@ -23,15 +23,15 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from index.core.errors import ModelError, SourceError
+from index.core.types import Document
 from index.delta import Change, DeltaLog
 from index.embedding import DocumentEncoder, document_text
-from index.errors import ModelError, SourceError
 from index.passages import PassageOptions, layout_passages
 from index.sources import document_from_record
-from index.types import Document
 
 if TYPE_CHECKING:
-    from rankers.encoder import Encoder
+    from index.core.encoder import Encoder
 
 __all__ = [
     "embed_document",
@@ -91,7 +91,7 @@ def load_document_encoder(manifest: dict[str, Any]) -> Encoder:
     another encoder are not comparable, so the live index ignores them and compaction waits
     for the right ones. Loads the query model only; the document model loads on first use."""
     from index.compact import build_options
-    from rankers.encoder import Encoder, EncoderConfig
+    from index.core.encoder import Encoder, EncoderConfig
 
     options = build_options(manifest).vectors
     if options is None:

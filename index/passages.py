@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from index.errors import SnapshotError
+from index.core.errors import SnapshotError
 
 __all__ = [
     "PASSAGES_DIR",

@@ -37,14 +37,14 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
+from index.analysis_pool import Batch, analyzed_batches
 from index.analyzer import AnalyzerSettings
 from index.builder import KeywordBuilder
+from index.core.bm25 import BM25Params
+from index.core.errors import SnapshotError, SourceError
+from index.core.types import Document
 from index.docstore import DocStore, DocStoreWriter
-from index.errors import SnapshotError, SourceError
-from index.pipeline import Batch, analyzed_batches
 from index.sources import BLOCK_BYTES
-from index.types import Document
-from rankers.bm25 import BM25Params
 
 if TYPE_CHECKING:
     # The vector stage pulls in FAISS: imported only by a build that embeds, so loading a

@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 import orjson
 
-from index.errors import SourceError
-from index.types import Document
+from index.core.errors import SourceError
+from index.core.types import Document
 
 __all__ = [
     "MAX_ID_CHARS",

@@ -21,9 +21,9 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from index.core.errors import SnapshotError
 from index.docstore import DocStore
 from index.embedding import DocumentEncoder, document_text, embed_corpus, inputs_hash
-from index.errors import SnapshotError
 from index.passages import PASSAGES_DIR, PassageOptions, layout_passages, save_passages
 from index.vectors import IndexParams, Storage, build_vector_index, save_vector_index
 
@@ -97,7 +97,7 @@ def build_vectors(
     store = DocStore(folder / "docs" / "store.sqlite")
     if precomputed is not None:
         return _from_precomputed(folder, store, options, precomputed)
-    from rankers.encoder import Encoder, EncoderConfig
+    from index.core.encoder import Encoder, EncoderConfig
 
     texts = [document_text(title, text) for title, text in store.iter_fields()]
     encoder = Encoder.load(

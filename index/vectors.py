@@ -23,7 +23,7 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from index.errors import QueryError, SnapshotError
+from index.core.errors import QueryError, SnapshotError
 
 __all__ = [
     "IndexParams",

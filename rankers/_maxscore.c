@@ -309,7 +309,7 @@ static PyMethodDef module_methods[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_maxscore",
-    .m_doc = "The keyword phase's MaxScore top-k (rankers.taat), compiled.",
+    .m_doc = "The keyword phase's MaxScore top-k (rankers.maxscore), compiled.",
     .m_size = -1,
     .m_methods = module_methods,
 };

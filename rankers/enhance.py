@@ -18,15 +18,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from index.errors import QueryError
+from index.core.bm25 import idf
+from index.core.errors import QueryError
 from index.passages import PASSAGES_DIR, TITLE, passage_text
 from index.snapshot import Snapshot
-from rankers.bm25 import idf
 from rankers.fusion import previous_ranks
 from rankers.highlight import highlight_rows, mark_terms
 from rankers.keyword import KeywordRanker, QueryPlan
+from rankers.maxscore import Postings, score_docs
 from rankers.semantic import SemanticResult
-from rankers.taat import Postings, score_docs
 from rankers.types import KeywordResult
 
 __all__ = [

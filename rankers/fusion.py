@@ -9,7 +9,7 @@ Conventions shared by every function here:
   re-ranking moves documents only when the scores say so.
 - Scores are summed in float64, so the order is decided at full precision; they are returned
   as float32 like every ranker's scores.
-- Invalid parameters raise :class:`FusionError`, a :class:`~index.errors.QueryError` that is
+- Invalid parameters raise :class:`FusionError`, a :class:`~index.core.errors.QueryError` that is
   also a ``ValueError``.
 """
 
@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from index.errors import QueryError
+from index.core.errors import QueryError
 from rankers.types import IdArray, ScoreArray
 
 __all__ = [

@@ -11,7 +11,7 @@ import numpy.typing as npt
 from index.analyzer import Analyzer
 from index.snapshot import Snapshot
 from rankers.fuzzy import TypoCorrector
-from rankers.taat import Postings, score_terms
+from rankers.maxscore import Postings, score_terms
 from rankers.types import Correction, Expansion, KeywordResult
 from rankers.vocabulary import Vocabulary
 

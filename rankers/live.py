@@ -2,7 +2,7 @@
 
 `LiveIndex.refresh` reads the changes after the last one it applied (`DeltaLog.changes_since`)
 and applies them incrementally: the new documents are analyzed into a postings segment (see
-:mod:`rankers.delta_score`), the snapshot rows of replaced or deleted ids are hidden by a
+:mod:`rankers.delta_postings`), the snapshot rows of replaced or deleted ids are hidden by a
 tombstone mask, the document frequencies of the hidden rows are subtracted, and the vectors of
 embedded documents are attached. Each refresh publishes an immutable `DeltaView`; a query takes
 the current view once and reads nothing else, so a refresh on another thread never shows it
@@ -26,11 +26,11 @@ import numpy.typing as npt
 
 from index.analyzer import Analyzer
 from index.chunk import AnalyzedChunk, ChunkAnalyzer
+from index.core.types import Document
 from index.delta import Change, DeltaLog, StoredVectors
 from index.passages import PassageOptions, layout_passages, pair_norms
 from index.snapshot import Snapshot
-from index.types import Document
-from rankers.delta_score import Segment, add_segment, merge_all, segment
+from rankers.delta_postings import Segment, add_segment, merge_all, segment
 
 __all__ = ["DeltaView", "LiveIndex", "SlotPassages"]
 

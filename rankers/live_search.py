@@ -7,7 +7,7 @@ through `LiveIndex.documents`. When nothing was written since the snapshot, each
 snapshot ranker's own call.
 
 - keyword: the snapshot's top k + (hidden rows) with the hidden rows removed, merged by score
-  with the delta's top k (see :mod:`rankers.delta_score` for the statistics used).
+  with the delta's top k (see :mod:`rankers.delta_postings` for the statistics used).
 - semantic: candidates are the keyword candidates, the snapshot's nearest neighbours and the
   nearest embedded delta documents (an exact scan: the delta is small); both scores are exact for
   every candidate, then fused as `SemanticRanker.fuse` does. A delta document takes part once it
@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from index.core.bm25 import idf, top_k
 from index.passages import passage_text
-from rankers.bm25 import idf, top_k
-from rankers.delta_score import bm25_delta, merge_top_k, term_postings, top_slots
+from rankers.delta_postings import bm25_delta, merge_top_k, term_postings, top_slots
 from rankers.fusion import fuse, linear_aligned, previous_ranks
 from rankers.keyword import KeywordRanker, QueryPlan
 from rankers.live import DeltaView, LiveIndex
-from rankers.taat import score_docs
+from rankers.maxscore import score_docs
 from rankers.types import KeywordResult
 
 if TYPE_CHECKING:

@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from index.errors import QueryError
+from index.core.errors import QueryError
 from index.snapshot import Snapshot
 from index.vectors import IndexParams, VectorIndex, load_vector_index
 from rankers.fusion import fuse, linear_aligned, previous_ranks
 from rankers.keyword import KeywordRanker, QueryPlan
-from rankers.taat import score_docs
+from rankers.maxscore import score_docs
 from rankers.types import KeywordResult
 
 __all__ = ["FusionSettings", "SemanticRanker", "SemanticResult"]

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from index.core.types import Document
 from index.embedding import document_text, inputs_hash
 from index.passages import PassageOptions, layout_passages
 from index.snapshot import BuildOptions, write_snapshot
-from index.types import Document
 from index.vector_stage import PrecomputedVectors, VectorOptions
 
 DIM = 16

@@ -14,7 +14,7 @@ from importlib.resources.abc import Traversable
 from typing import Any
 
 from app.catalog.types import AttributeValue, Category, Concept, Tables, Templates
-from index.errors import SourceError
+from index.core.errors import SourceError
 
 __all__ = ["load_tables"]
 

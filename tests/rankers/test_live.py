@@ -9,12 +9,12 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from index.core.types import Document
 from index.delta import DeltaLog
 from index.ingest import embed_pending, passage_options
 from index.snapshot import BuildOptions, Snapshot, load_snapshot, write_snapshot
 from index.sources import document_from_record
-from index.types import Document
-from rankers.delta_score import add_segment, merge_all, merge_top_k, segment, term_postings
+from rankers.delta_postings import add_segment, merge_all, merge_top_k, segment, term_postings
 from rankers.enhance import EnhancedRanker, EnhanceSettings
 from rankers.keyword import KeywordRanker
 from rankers.live import LiveIndex

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rankers import taat
-from rankers.taat import (
+from rankers import maxscore
+from rankers.maxscore import (
     Postings,
     score_dense,
     score_docs,
@@ -30,7 +30,7 @@ def _random_index(rng: np.random.Generator, n_docs: int, n_terms: int):  # type:
 @pytest.mark.parametrize("n_docs", [2_000, 100_000])
 @pytest.mark.parametrize("compiled", [True, False])
 def test_same_as_exhaustive(seed: int, k: int, n_docs: int, compiled: bool) -> None:
-    if compiled and taat.compiled_top_k is None:
+    if compiled and maxscore.compiled_top_k is None:
         pytest.fail("rankers._maxscore is not built (pip install -e . builds it)")
     rng = np.random.default_rng(seed)
     ptr, docs, imps, term_max = _random_index(rng, n_docs, 300)
@@ -62,23 +62,23 @@ def test_compiled_top_k_orders_ties_by_document_and_checks_its_input() -> None:
         postings, np.array([0, 1, 2], np.int64), np.ones(3, np.float32), 3, acc
     )
     assert got_docs.tolist() == [3, 1, 4] and got_scores.tolist() == [3.0, 2.0, 2.0]
-    assert taat.compiled_top_k is not None
+    assert maxscore.compiled_top_k is not None
     out_doc, out_score = np.empty(2, np.int64), np.empty(2, np.float32)
     rest = np.array([3.0, 1.0, 0.0])
     with pytest.raises(ValueError, match="n_docs"):
-        taat.compiled_top_k(ptr, docs, imps, np.array([0, 1], np.int64), np.ones(2, np.float32),
+        maxscore.compiled_top_k(ptr, docs, imps, np.array([0, 1], np.int64), np.ones(2, np.float32),
                             rest, 4, out_doc, out_score)
     with pytest.raises(ValueError, match="outside the arrays"):
-        taat.compiled_top_k(ptr, docs, imps, np.array([0, 3], np.int64), np.ones(2, np.float32),
+        maxscore.compiled_top_k(ptr, docs, imps, np.array([0, 3], np.int64), np.ones(2, np.float32),
                             rest, 8, out_doc, out_score)
     with pytest.raises(ValueError, match="lengths"):
-        taat.compiled_top_k(ptr, docs, imps, np.array([0, 1], np.int64), np.ones(3, np.float32),
+        maxscore.compiled_top_k(ptr, docs, imps, np.array([0, 1], np.int64), np.ones(3, np.float32),
                             rest, 8, out_doc, out_score)
 
 
 def test_more_terms_than_the_compiled_loop_takes_fall_back_to_numpy() -> None:
     rng = np.random.default_rng(3)
-    n_terms = taat.COMPILED_MAX_TERMS + 10
+    n_terms = maxscore.COMPILED_MAX_TERMS + 10
     ptr, docs, imps, term_max = _random_index(rng, 70_000, n_terms)
     postings = Postings(ptr, docs, imps, term_max)
     terms = np.arange(n_terms, dtype=np.int64)
@@ -110,7 +110,7 @@ def test_score_docs_matches_exhaustive(
     seed: int, batched: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not batched:
-        monkeypatch.setattr(taat, "_BATCHED_POSTINGS", 0)
+        monkeypatch.setattr(maxscore, "_BATCHED_POSTINGS", 0)
     rng = np.random.default_rng(seed)
     n_docs = 500
     ptr, docs, imps, _ = _random_index(rng, n_docs, 50)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from index.analyzer import Analyzer, AnalyzerSettings
-from index.errors import SnapshotError
+from index.core.errors import SnapshotError
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from index.errors import SnapshotError
+from index.core.errors import SnapshotError
 
 __all__ = ["BM25Params", "idf", "impacts", "top_k"]
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from app.index_work import IndexWork, prune_versions
+from index.core.types import Document
 from index.delta import DeltaLog
 from index.snapshot import CURRENT, MANIFEST, BuildOptions, load_snapshot, write_snapshot
 from index.sources import open_source
-from index.types import Document
 from tests.conftest import make_corpus, write_jsonl
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from index.core.types import Document
 from index.delta import DELTA_FILE, DeltaLog, DeltaTruncatedError, content_hash
-from index.types import Document
 
 
 def doc(i: int, text: str = "body") -> Document:
@@ -116,7 +116,7 @@ _KILLED_WRITER = """
 import os, signal, sys
 from pathlib import Path
 from index.delta import DeltaLog
-from index.types import Document
+from index.core.types import Document
 
 seq = DeltaLog.open(Path(sys.argv[1])).append([Document(f"k{i}", "t", "x") for i in range(50)])
 print(seq, flush=True)
@@ -127,7 +127,7 @@ os.kill(os.getpid(), signal.SIGKILL)  # acknowledged, then gone at once
 def test_an_acknowledged_batch_survives_a_killed_writer(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(_KILLED_WRITER), str(tmp_path)],
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(__file__).resolve().parents[2],
         capture_output=True,
         timeout=120,
     )

@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 
 from index.compact import compact, fold
+from index.core.types import Document
 from index.delta import Change, DeltaLog
 from index.ingest import embed_pending, passage_options
 from index.snapshot import CURRENT, BuildOptions, load_snapshot, write_snapshot
-from index.types import Document
 from rankers.live import LiveIndex
 from rankers.live_source import LiveSource
 from tests.fake_vectors import FakeEncoder, build_with_vectors
-from tests.test_live import corpus, final_documents, write_delta
+from tests.rankers.test_live import corpus, final_documents, write_delta
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def live_documents(live: LiveIndex) -> dict[str, Document]:

@@ -19,10 +19,10 @@ from app.catalog.tables import COMMON
 from app.catalog.types import Product, Tables
 from app.catalog.wording import is_plural, title_case, with_article
 from index.analyzer import Analyzer
-from index.errors import SourceError
+from index.core.errors import SourceError
 from index.sources import open_source
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ and with statistics over the corpus as it is now: N, average length and document
 the snapshot minus its hidden rows plus the live delta documents, i.e. exactly what a fresh build
 of the same documents would use. Snapshot documents keep the impacts precomputed with the
 snapshot's statistics (recomputing them would mean rewriting every posting); the difference is
-measured in tests/test_live.py and shrinks to zero at each compaction.
+measured in tests/rankers/test_live.py and shrinks to zero at each compaction.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from rankers.bm25 import idf, impacts, top_k
+from index.core.bm25 import idf, impacts, top_k
 
 __all__ = [
     "Segment",

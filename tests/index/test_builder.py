@@ -9,9 +9,9 @@ import pytest
 
 from index import builder
 from index.builder import KeywordBuilder
+from index.core.bm25 import BM25Params, impacts
 from index.snapshot import BuildOptions, load_snapshot, write_snapshot
 from index.sources import open_source
-from rankers.bm25 import BM25Params, impacts
 from tests.conftest import make_corpus, write_jsonl
 
 place = pytest.importorskip("index._wordcount").place

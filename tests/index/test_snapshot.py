@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.errors import SnapshotError, SourceError
+from index.core.errors import SnapshotError, SourceError
+from index.core.types import Document
 from index.snapshot import CURRENT, BuildOptions, load_snapshot, resolve_version, write_snapshot
 from index.sources import open_source
-from index.types import Document
 from tests.conftest import make_corpus, write_jsonl
 
 

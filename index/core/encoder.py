@@ -7,7 +7,7 @@ Two kinds share one model:
   here than torch for 256-token documents) or torch.
 
 Queries run directly: the tokenizer, then an ONNX Runtime session of the exported model (or
-the torch module), then mean pooling and L2 normalization in numpy (:mod:`rankers.query_model`).
+the torch module), then mean pooling and L2 normalization in numpy (:mod:`index.core.onnx_session`).
 Loading an ONNX encoder whose export exists imports neither torch, transformers nor
 sentence-transformers. Documents go through ``SentenceTransformer.encode``, loaded on the
 first :meth:`Encoder.encode_documents` call and truncated to ``max_doc_tokens`` (at most the
@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from index.errors import ModelError
-from rankers.onnx_export import (
+from index.core.errors import ModelError
+from index.core.onnx_export import (
     FP32_FILE,
     INT8_FILE,
     MODEL_NAME,
@@ -36,7 +36,7 @@ from rankers.onnx_export import (
     offline,
     optimized_model_file,
 )
-from rankers.query_model import (
+from index.core.onnx_session import (
     Float32Array,
     Forward,
     IntArray,
@@ -71,7 +71,7 @@ class EncoderConfig:
 
     ``threads`` sets ONNX Runtime's intra-op threads (or, for torch, the process-wide
     ``torch.set_num_threads``); ``spin`` lets idle ONNX Runtime threads busy-wait (see
-    :func:`rankers.query_model.open_session`). ``cache_dir`` defaults to
+    :func:`index.core.onnx_session.open_session`). ``cache_dir`` defaults to
     :func:`default_cache_dir`.
     """
 

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from rankers.bm25 import top_k
+from index.core.bm25 import top_k
 
 try:
     from rankers._maxscore import MAX_TERMS as COMPILED_MAX_TERMS

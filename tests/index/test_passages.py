@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from index.errors import SnapshotError
+from index.core.errors import SnapshotError
 from index.passages import (
     SENTENCE,
     TITLE,

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from index.compact import build_options
+from index.core.errors import ModelError, QueryError, SnapshotError
+from index.core.types import Document
 from index.embedding import document_text, embed_corpus
-from index.errors import ModelError, QueryError, SnapshotError
 from index.snapshot import load_snapshot
-from index.types import Document
 from index.vector_stage import VectorOptions
 from index.vectors import (
     HNSW_FILE,

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from index.core.errors import SourceError
+from index.core.types import Document
 from index.delta import DeltaLog
-from index.errors import SourceError
 from index.ingest import embed_document, embed_pending, parse_documents
 from index.passages import PassageOptions
-from index.types import Document
 from tests.fake_vectors import FakeEncoder
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(

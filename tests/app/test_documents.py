@@ -16,7 +16,7 @@ from app.server import create_app
 from app.settings import Settings
 from index.delta import DeltaLog
 from tests.sse import read_stream
-from tests.test_api import wait_ready
+from tests.app.test_api import wait_ready
 
 pytestmark = pytest.mark.model
 

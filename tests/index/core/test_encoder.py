@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import rankers.onnx_export as export_module
+import index.core.onnx_export as export_module
+from index.core.encoder import DIM, Encoder, EncoderConfig, exported_model_dir, model_source_dir
+from index.core.errors import ModelError
+from index.core.onnx_export import INT8_FILE, optimized_model_file
 from index.embedding import DocumentEncoder, embed_corpus
-from index.errors import ModelError
-from rankers.encoder import DIM, Encoder, EncoderConfig, exported_model_dir, model_source_dir
-from rankers.onnx_export import INT8_FILE, optimized_model_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 QUERIES = [
     "what lowers the risk of heart attack",
     "gene expression in tumour cells",
@@ -33,11 +33,11 @@ QUERIES = [
 ]
 LONG_QUERY = " ".join(["mitochondrial dysfunction in neurodegenerative disease"] * 12)
 EXPORT_SCRIPT = (
-    "import sys; from pathlib import Path; from rankers.encoder import exported_model_dir; "
+    "import sys; from pathlib import Path; from index.core.encoder import exported_model_dir; "
     "print(exported_model_dir(Path(sys.argv[1])))"
 )
 LOAD_SCRIPT = (
-    "import sys; from pathlib import Path; from rankers.encoder import Encoder, EncoderConfig; "
+    "import sys; from pathlib import Path; from index.core.encoder import Encoder, EncoderConfig; "
     "e = Encoder.load(EncoderConfig(kind=sys.argv[2], cache_dir=Path(sys.argv[1]))); "
     "e.encode_query('heart attack'); "
     "print([m for m in ('torch', 'transformers', 'sentence_transformers', 'optimum') "

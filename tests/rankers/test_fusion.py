@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pytest
 
-from index.errors import QueryError
+from index.core.errors import QueryError
 from rankers.fusion import FusionError, fuse, linear, linear_aligned, previous_ranks, rrf
 
 

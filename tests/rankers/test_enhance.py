@@ -13,7 +13,7 @@ import pytest
 
 from app.cli import main
 from index.analyzer import Analyzer
-from index.errors import QueryError
+from index.core.errors import QueryError
 from index.passages import SENTENCE, TITLE, quantize
 from index.snapshot import BuildOptions, Snapshot, load_snapshot, write_snapshot
 from index.sources import open_source
@@ -166,7 +166,7 @@ def test_catalog_has_passages(catalog: Snapshot) -> None:
 
 @pytest.mark.model
 def test_rerank_returns_docs_scores_moves_and_marked_highlights(catalog: Snapshot) -> None:
-    from rankers.encoder import Encoder, EncoderConfig
+    from index.core.encoder import Encoder, EncoderConfig
     from rankers.semantic import SemanticRanker
 
     keyword = KeywordRanker(catalog)

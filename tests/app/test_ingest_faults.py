@@ -25,7 +25,7 @@ from tests.conftest import WORDS, make_corpus, write_jsonl
 from tests.redis_server import PrivateRedis, private_redis
 from tests.server_process import running_server
 from tests.sse import read_stream
-from tests.test_worker import WorkerProcess
+from tests.app.test_worker import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from index.errors import SourceError
+from index.core.errors import SourceError
 from index.sources import document_from_record, open_source
 
 GOOD = '{"id": "a", "title": "T", "text": "body"}\n'

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from index.analyzer import Analyzer, AnalyzerSettings
+from index.core.bm25 import BM25Params, top_k
 from index.snapshot import BuildOptions, load_snapshot, write_snapshot
 from index.sources import open_source
-from rankers.bm25 import BM25Params, top_k
-from rankers.taat import Postings, score_exhaustive
+from rankers.maxscore import Postings, score_exhaustive
 from tests.conftest import make_corpus, write_jsonl
 
 QUERIES = [

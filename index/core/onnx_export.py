@@ -30,7 +30,7 @@ import warnings
 from importlib import metadata
 from pathlib import Path
 
-from index.errors import ModelError
+from index.core.errors import ModelError
 
 __all__ = [
     "FP32_FILE",

@@ -7,15 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.errors import QueryError
+from index.core.encoder import Encoder, EncoderConfig
+from index.core.errors import QueryError
 from index.snapshot import BuildOptions, Snapshot, load_snapshot, write_snapshot
 from index.sources import open_source
 from index.vector_stage import VectorOptions
-from rankers.encoder import Encoder, EncoderConfig
 from rankers.keyword import KeywordRanker
 from rankers.semantic import FusionSettings, SemanticRanker
 
-SAMPLE = Path(__file__).resolve().parent.parent / "app" / "data" / "sample.jsonl"
+SAMPLE = Path(__file__).resolve().parents[2] / "app" / "data" / "sample.jsonl"
 pytestmark = pytest.mark.model
 
 

@@ -25,9 +25,9 @@ from typing import Any
 
 from index.analyzer import AnalyzerSettings
 from index.chunk import AnalyzedChunk, ChunkAnalyzer
+from index.core.types import Document
 from index.docstore import read_block, write_block
 from index.sources import BLOCK_BYTES, Block, RecordParser, Records, SourceReader
-from index.types import Document
 
 __all__ = ["Batch", "analyzed_batches"]
 
