@@ -15,8 +15,8 @@ from starlette.testclient import TestClient
 from app.server import create_app
 from app.settings import Settings
 from index.delta import DeltaLog
-from tests.sse import read_stream
 from tests.app.test_api import wait_ready
+from tests.sse import read_stream
 
 pytestmark = pytest.mark.model
 

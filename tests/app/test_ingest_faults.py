@@ -21,11 +21,11 @@ from app.engine import Engine
 from index.delta import DeltaLog
 from index.snapshot import BuildOptions, write_snapshot
 from index.sources import open_source
+from tests.app.test_worker import WorkerProcess
 from tests.conftest import WORDS, make_corpus, write_jsonl
 from tests.redis_server import PrivateRedis, private_redis
 from tests.server_process import running_server
 from tests.sse import read_stream
-from tests.app.test_worker import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
 

@@ -90,8 +90,8 @@ def test_a_write_gets_the_popular_queries_precomputed_for_the_new_version(
     from starlette.testclient import TestClient
 
     from app.server import create_app
-    from tests.sse import read_stream
     from tests.app.test_api import wait_ready
+    from tests.sse import read_stream
 
     root = tmp_path / "index"
     shutil.copytree(sample_root, root, ignore=shutil.ignore_patterns("delta.sqlite*"))
