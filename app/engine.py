@@ -5,7 +5,8 @@ opened lazily. The query encoder loads on a background thread; until it is ready
 semantic phase reports `warming_up`.
 
 An index root (a folder with ``CURRENT``) is served live: documents written since its
-snapshot (`index.delta`) are merged into every phase by `rankers.live_search`, and the
+snapshot (`index.delta`) are a second segment that every phase searches with the snapshot
+(`rankers.segment`), and the
 index version becomes ``{snapshot}+{seq}``, so cache keys and ETags move with every write.
 `Engine.refresh` catches up with the log (about 15 us when nothing changed) and, after a
 compaction, moves to the new snapshot; callers take the `Rankers` it returns and use them
@@ -30,9 +31,10 @@ from app.params import SearchParams
 from app.payloads import SNIPPET_CHARS, corrected_query, hits_payload, phase_payload, query_payload
 from index.core.types import Document
 from index.snapshot import CURRENT, Snapshot, load_snapshot
+from rankers.delta_segment import live_view
 from rankers.keyword import KeywordRanker, QueryPlan
 from rankers.live import LiveIndex
-from rankers.live_search import LiveSearch
+from rankers.segment import SegmentView
 from rankers.types import KeywordResult
 
 if TYPE_CHECKING:
@@ -70,7 +72,6 @@ class Rankers:
     keyword: KeywordRanker
     live: LiveIndex | None = None
     """The snapshot plus the delta log (None: a snapshot served as it is)."""
-    search: LiveSearch | None = None
     semantic: SemanticRanker | None = None
     enhanced: EnhancedRanker | None = None
 
@@ -82,12 +83,13 @@ class Rankers:
     def n_docs(self) -> int:
         return self.live.view().n_docs if self.live is not None else self.snapshot.n_docs
 
-    def delta(self) -> LiveSearch | None:
-        """The live search when something was written since the snapshot, else None (the
-        snapshot rankers answer alone, at no extra cost)."""
-        if self.live is None or self.live.view().empty:
+    def view(self) -> SegmentView | None:
+        """The segments a query searches now: the snapshot and the documents written since,
+        or None when nothing was (each ranker then searches the snapshot alone, at no extra
+        cost)."""
+        if self.live is None:
             return None
-        return self.search
+        return live_view(self.live, self.keyword, self.semantic, self.enhanced)
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ class KeywordState:
     plan: QueryPlan
     result: KeywordResult
     rankers: Rankers
+    view: SegmentView | None
+    """The segments the result numbers documents in (None: the snapshot alone)."""
 
 
 class Engine:
@@ -107,8 +111,7 @@ class Engine:
         if live is not None:
             snapshot = live.snapshot
         keyword = KeywordRanker(snapshot)
-        self.rankers = Rankers(snapshot, keyword, live,
-                               LiveSearch(live, keyword) if live is not None else None)
+        self.rankers = Rankers(snapshot, keyword, live)
         self.encoder_kind = encoder
         self.encoder_threads = encoder_threads
         self.candidates = candidates
@@ -161,7 +164,7 @@ class Engine:
         """Rankers for a new snapshot (after a compaction); the encoder is kept."""
         snapshot = live.snapshot
         keyword = KeywordRanker(snapshot)
-        rankers = Rankers(snapshot, keyword, live, LiveSearch(live, keyword))
+        rankers = Rankers(snapshot, keyword, live)
         if self._encoder is not None:
             rankers = self._with_semantic(rankers, self._encoder)
         return rankers
@@ -271,9 +274,9 @@ class Engine:
     def keyword_state(self, params: SearchParams, depth: int,
                       rankers: Rankers | None = None) -> KeywordState:
         r = rankers or self.rankers  # the request refreshed them as it began
-        ranker = r.delta() or r.keyword  # the same `plan` and `run`, with or without writes
-        plan = ranker.plan(params.q, prefix=params.prefix)
-        return KeywordState(plan, ranker.run(plan, max(depth, params.k)), r)
+        view = r.view()
+        plan = r.keyword.plan(params.q, prefix=params.prefix, view=view)
+        return KeywordState(plan, r.keyword.run(plan, max(depth, params.k), view), r, view)
 
     def keyword_payload(self, params: SearchParams, state: KeywordState) -> dict[str, Any]:
         r = state.result
@@ -300,11 +303,7 @@ class Engine:
             docs = np.empty(0, dtype=np.int64)
             res_docs, scores, previous = docs, np.empty(0, np.float32), docs
         else:
-            live = rankers.delta()
-            if live is None:
-                res = ranker.fuse(state.plan, state.result, query_vector, params.k)
-            else:
-                res = live.fuse(ranker, state.plan, state.result, query_vector, params.k)
+            res = ranker.fuse(state.plan, state.result, query_vector, params.k, state.view)
             res_docs, scores, previous = res.docs, res.scores, res.previous
         return phase_payload(
             "semantic", rankers.version, params.q, params.k,
@@ -324,13 +323,10 @@ class Engine:
         hits: list[dict[str, Any]] = []
         if semantic.keyword.analyzer.words(params.q):
             state = self.keyword_state(params, self.candidates, rankers)
-            live = rankers.delta()
-            if live is None:
-                fused = semantic.fuse(state.plan, state.result, vector, self.candidates)
-                res = enhanced.rerank(params.q, state.plan, state.result, vector, fused, params.k)
-            else:
-                fused = live.fuse(semantic, state.plan, state.result, vector, self.candidates)
-                res = live.rerank(enhanced, state.plan, state.result, vector, fused, params.k)
+            view = state.view
+            fused = semantic.fuse(state.plan, state.result, vector, self.candidates, view)
+            res = enhanced.rerank(params.q, state.plan, state.result, vector, fused, params.k,
+                                  view)
             hits = self._hits(rankers, res.docs, res.scores, res.previous)
             for hit, highlight in zip(hits, res.highlights, strict=True):
                 hit["highlight"] = highlight

@@ -27,7 +27,8 @@ from app.beir import split_queries
 from bench.timing import print_table, summarize, time_calls
 from index.core.encoder import Encoder, EncoderConfig
 from index.snapshot import load_snapshot
-from rankers.enhance import EnhancedRanker, EnhanceSettings, zscore
+from rankers.enhance import EnhancedRanker, EnhanceSettings
+from rankers.features import zscore
 from rankers.keyword import KeywordRanker
 from rankers.semantic import SemanticRanker
 
@@ -125,7 +126,7 @@ def main() -> None:
     discount = 1.0 / np.log2(np.arange(2, 12))
     for i, q in enumerate(qids):
         plan, kw, vector, sem = state[q]
-        feats, _, _, _ = enhanced.features(plan, kw, vector, sem)
+        feats = enhanced.features(plan, kw, vector, sem).features
         raw[q] = {name: np.asarray(v, dtype=np.float64) for name, v in feats.items()}
         judged = qrels[q]
         rels.append(np.array([judged.get(d, 0) for d in snapshot.external_ids(sem.docs)], float))

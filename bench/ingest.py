@@ -34,9 +34,9 @@ from index.delta import DeltaLog
 from index.ingest import parse_documents
 from index.snapshot import BuildOptions, load_snapshot, write_snapshot
 from index.sources import open_source
+from rankers.delta_segment import live_view
 from rankers.keyword import KeywordRanker
 from rankers.live import LiveIndex
-from rankers.live_search import LiveSearch
 
 
 def _records(data: Path) -> list[dict[str, object]]:
@@ -116,9 +116,13 @@ def main() -> int:
 
         queries = list(read_queries(args.data / "queries.jsonl").values())[: args.queries]
         keyword = KeywordRanker(snap)
-        search = LiveSearch(live, keyword)
+        view = live_view(live, keyword)
+
+        def merged_search(q: str) -> object:
+            return keyword.run(keyword.plan(q, view=view), 10, view)
+
         alone = time_calls(lambda q: keyword.search(q, 10), queries)
-        merged = time_calls(lambda q: search.search(q, 10), queries)
+        merged = time_calls(merged_search, queries)
         t0 = time.perf_counter()
         result = compact(root, log)
         compact_s = time.perf_counter() - t0

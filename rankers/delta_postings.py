@@ -1,17 +1,10 @@
-"""Scoring the delta (documents written since the snapshot) as pure functions over arrays.
+"""The postings of the documents written since the snapshot, as pure functions over arrays.
 
-The delta's postings live in segments, like Lucene's: each batch of documents a process applies
-becomes one small CSR segment (terms sorted, each term's postings by ascending slot), and
-segments of similar size are merged, so a query looks at O(log n) of them. A slot is a delta
-document's number; a replaced or deleted document keeps its slot and postings until a merge, and
-an `alive` mask hides it.
-
-Delta documents are scored with the same BM25 as the snapshot (Lucene's variant, weighted title)
-and with statistics over the corpus as it is now: N, average length and document frequencies of
-the snapshot minus its hidden rows plus the live delta documents, i.e. exactly what a fresh build
-of the same documents would use. Snapshot documents keep the impacts precomputed with the
-snapshot's statistics (recomputing them would mean rewriting every posting); the difference is
-measured in tests/rankers/test_live.py and shrinks to zero at each compaction.
+They live in blocks, like Lucene's segments inside one: each batch of documents a process
+applies becomes one small CSR block (terms sorted, each term's postings by ascending slot), and
+blocks of similar size are merged, so a query looks at O(log n) of them. A slot is a written
+document's row; a replaced or deleted document keeps its slot and postings until a merge, and
+an `alive` mask hides it. How they are scored: :mod:`rankers.delta_segment`.
 """
 
 from __future__ import annotations
@@ -22,10 +15,10 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from index.core.bm25 import idf, impacts, top_k
+from index.core.bm25 import impacts, top_k
 
 __all__ = [
-    "Segment",
+    "PostingsBlock",
     "add_segment",
     "bm25_delta",
     "merge_all",
@@ -42,7 +35,7 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 
-class Segment(NamedTuple):
+class PostingsBlock(NamedTuple):
     terms: I64
     """Sorted distinct term numbers."""
     ptr: I64
@@ -55,21 +48,23 @@ class Segment(NamedTuple):
         return int(self.slots.size)
 
 
-def segment(term: I64, slot: I64, tf: F32) -> Segment:
+def segment(term: I64, slot: I64, tf: F32) -> PostingsBlock:
     """A segment from postings in any order (stable: slots stay ascending within a term when
     they come so)."""
     order = np.argsort(term, kind="stable")
     term, slot, tf = term[order], slot[order], tf[order]
     starts = np.flatnonzero(np.diff(term, prepend=-1)) if term.size else np.empty(0, np.int64)
     ptr = np.append(starts, term.size).astype(np.int64)
-    return Segment(term[starts].astype(np.int64), ptr, slot.astype(np.int64), tf.astype(np.float32))
+    return PostingsBlock(
+        term[starts].astype(np.int64), ptr, slot.astype(np.int64), tf.astype(np.float32)
+    )
 
 
-def _expand(seg: Segment) -> I64:
+def _expand(seg: PostingsBlock) -> I64:
     return np.repeat(seg.terms, np.diff(seg.ptr))
 
 
-def merge_segments(old: Segment, new: Segment, alive: B) -> Segment:
+def merge_segments(old: PostingsBlock, new: PostingsBlock, alive: B) -> PostingsBlock:
     """One segment of both (`new` holds the later slots), without the postings of dead slots."""
     term = np.concatenate([_expand(old), _expand(new)])
     slot = np.concatenate([old.slots, new.slots])
@@ -79,8 +74,8 @@ def merge_segments(old: Segment, new: Segment, alive: B) -> Segment:
 
 
 def add_segment(
-    segments: tuple[Segment, ...], new: Segment, alive: B, limit: int | None = None
-) -> tuple[Segment, ...]:
+    segments: tuple[PostingsBlock, ...], new: PostingsBlock, alive: B, limit: int | None = None
+) -> tuple[PostingsBlock, ...]:
     """Append a segment, then merge the last two while the newer is at least half the older:
     sizes then fall geometrically, so there are O(log n) segments and each posting is copied
     O(log n) times. With `limit`, no merge makes a segment of more postings than that (the
@@ -94,7 +89,7 @@ def add_segment(
     return tuple(out)
 
 
-def merge_all(segments: Sequence[Segment], alive: B) -> Segment:
+def merge_all(segments: Sequence[PostingsBlock], alive: B) -> PostingsBlock:
     """One segment of all (oldest first), without the postings of dead slots."""
     term = np.concatenate([_expand(s) for s in segments])
     slot = np.concatenate([s.slots for s in segments])
@@ -103,7 +98,7 @@ def merge_all(segments: Sequence[Segment], alive: B) -> Segment:
     return segment(term[keep], slot[keep], tf[keep])
 
 
-def term_postings(segments: Sequence[Segment], term: int) -> tuple[I64, F32]:
+def term_postings(segments: Sequence[PostingsBlock], term: int) -> tuple[I64, F32]:
     """Slots and term frequencies of one term over all segments."""
     slots: list[I64] = []
     tfs: list[F32] = []
@@ -121,22 +116,20 @@ def term_postings(segments: Sequence[Segment], term: int) -> tuple[I64, F32]:
 def bm25_delta(
     postings: Sequence[tuple[I64, F32]],
     weights: Sequence[float],
-    other_df: Sequence[int],
+    term_idf: F32,
     alive: B,
     doc_len: F32,
-    n_docs: int,
     avg_len: float,
     k1: float,
     b: float,
-) -> tuple[F64, npt.NDArray[np.int64]]:
-    """BM25 of every delta slot for weighted query terms, and each term's delta df.
+) -> F64:
+    """BM25 of every delta slot for weighted query terms.
 
-    `postings[i]` are term i's (slots, tf) in the delta; dead slots are skipped and do not
-    count in its df. `other_df[i]` is its df in the rest of the corpus (the snapshot's live
-    rows), and `n_docs`, `avg_len` describe the whole corpus."""
+    `postings[i]` are term i's (slots, tf) in the delta; dead slots are skipped. `term_idf`
+    and `avg_len` describe the whole live corpus (every segment)."""
     n_terms = len(postings)
     if n_terms == 0:
-        return np.zeros(alive.size, dtype=np.float64), np.zeros(0, dtype=np.int64)
+        return np.zeros(alive.size, dtype=np.float64)
     # All terms at once: one gather, one impact computation and one bincount.
     lengths = [slots.size for slots, _ in postings]
     slots = np.concatenate([p[0] for p in postings])
@@ -144,12 +137,9 @@ def bm25_delta(
     term = np.repeat(np.arange(n_terms), lengths)
     live = alive[slots]
     slots, tf, term = slots[live], tf[live], term[live]
-    dfs = np.bincount(term, minlength=n_terms).astype(np.int64)
-    term_idf = idf(np.asarray(other_df, dtype=np.int64) + dfs, max(n_docs, 1))
     imp = impacts(tf, doc_len[slots], avg_len, term_idf[term], k1, b)
     imp *= np.asarray(weights, dtype=np.float32)[term]
-    scores = np.asarray(np.bincount(slots, imp, minlength=alive.size), dtype=np.float64)
-    return scores, dfs
+    return np.asarray(np.bincount(slots, imp, minlength=alive.size), dtype=np.float64)
 
 
 def merge_top_k(docs_a: I64, scores_a: F32, docs_b: I64, scores_b: F32, k: int) -> tuple[I64, F32]:

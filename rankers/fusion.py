@@ -29,6 +29,7 @@ __all__ = [
     "NORMS",
     "FusionError",
     "fuse",
+    "fuse_candidates",
     "linear",
     "linear_aligned",
     "previous_ranks",
@@ -220,3 +221,23 @@ def linear_aligned(
     for scores, weight in zip(arrays, weights, strict=True):
         total += weight * _normalize(scores, norm)
     return total
+
+
+def fuse_candidates(
+    cand: npt.NDArray[np.int64],
+    bm25: npt.NDArray[np.float32],
+    cos: npt.NDArray[np.float32],
+    method: str,
+    dense_weight: float,
+    norm: str,
+    rrf_k: float,
+) -> tuple[IdArray, ScoreArray]:
+    """Candidates that each have both scores, fused, best first (equal scores: lower id)."""
+    w = dense_weight
+    if method == "rrf":
+        lists = [cand[np.argsort(-bm25, kind="stable")], cand[np.argsort(-cos, kind="stable")]]
+        return fuse("rrf", lists, weights=[1.0 - w, w], k=rrf_k)
+    # Every candidate has both scores: fuse the aligned arrays directly.
+    fused = linear_aligned([bm25, cos], [1.0 - w, w], norm=norm)
+    order = np.lexsort((cand, -fused))
+    return cand[order], fused[order].astype(np.float32)

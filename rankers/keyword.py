@@ -1,4 +1,5 @@
-"""The keyword phase: analyze the query, fix typos, complete the last word, BM25 top-k."""
+"""The keyword phase: analyze the query, fix typos, complete the last word, BM25 top-k over
+every segment of a view (:mod:`rankers.segment`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import numpy.typing as npt
 from index.analyzer import Analyzer
 from index.snapshot import Snapshot
 from rankers.fuzzy import TypoCorrector
-from rankers.maxscore import Postings, score_terms
+from rankers.maxscore import Postings
+from rankers.segment import SegmentView
+from rankers.snapshot_segment import SnapshotSegment
 from rankers.types import Correction, Expansion, KeywordResult
 from rankers.vocabulary import Vocabulary
 
@@ -29,6 +32,10 @@ class QueryPlan:
     corrections: tuple[Correction, ...] = ()
     expansion: Expansion | None = None
     unknown: tuple[str, ...] = ()
+    words: tuple[tuple[str, float], ...] = ()
+    """The same weighted terms as index terms (stems), for segments with their own term
+    dictionary; with written documents, also the query words the snapshot does not know but
+    they do (those are neither corrected nor reported unknown)."""
 
 
 def wants_prefix(query: str) -> bool:
@@ -55,8 +62,15 @@ class KeywordRanker:
             a["keyword/post_imp.npy"],
             a["keyword/term_max.npy"],
         )
+        self.term_df: npt.NDArray[np.int64] = a["keyword/term_df.npy"]
+        self.view: SegmentView = SnapshotSegment(self).alone()
+        """The snapshot alone, searched when no other view is given."""
 
-    def plan(self, query: str, *, prefix: bool = False) -> QueryPlan:
+    def plan(
+        self, query: str, *, prefix: bool = False, view: SegmentView | None = None
+    ) -> QueryPlan:
+        """What `query` is scored with. With a `view` of several segments, a word the snapshot
+        lacks but another segment has is searched as typed."""
         tokens = self.analyzer.tokens(query)
         weights: dict[int, float] = {}
         corrections: list[Correction] = []
@@ -73,8 +87,8 @@ class KeywordRanker:
                     for row, share in zip(rows, df / df.sum(), strict=True):
                         t = int(self.vocab.surface_term[row])
                         weights[t] = weights.get(t, 0.0) + float(share)
-                    words = tuple(str(self.vocab.surfaces[r]) for r in rows)
-                    expansion = Expansion(tok.surface, words)
+                    completed = tuple(str(self.vocab.surfaces[r]) for r in rows)
+                    expansion = Expansion(tok.surface, completed)
                     continue
             term = self.vocab.term_id(tok.term)
             if term is None:
@@ -86,11 +100,56 @@ class KeywordRanker:
                 term = int(self.vocab.surface_term[row])
                 corrections.append(Correction(tok.surface, str(self.vocab.surfaces[row]), dist))
             weights[term] = weights.get(term, 0.0) + 1.0
+        extra: dict[str, float] = {}
+        if view is not None and len(view.segments) > 1:
+            corrections, unknown = self._known_elsewhere(view, weights, extra, corrections, unknown)
         ids = np.fromiter(weights.keys(), dtype=np.int64, count=len(weights))
         ws = np.fromiter(weights.values(), dtype=np.float32, count=len(weights))
-        return QueryPlan(ids, ws, tuple(corrections), expansion, tuple(unknown))
+        words: dict[str, float] = {}
+        if extra:
+            words = {str(self.vocab.terms[t]): float(w) for t, w in zip(ids, ws, strict=True)}
+            for stem, w in extra.items():
+                words[stem] = words.get(stem, 0.0) + w
+        else:
+            words = {str(self.vocab.terms[t]): w for t, w in weights.items()}
+        return QueryPlan(
+            ids, ws, tuple(corrections), expansion, tuple(unknown), tuple(words.items())
+        )
 
-    def _acc(self) -> npt.NDArray[np.float32]:
+    def _known_elsewhere(
+        self,
+        view: SegmentView,
+        weights: dict[int, float],
+        extra: dict[str, float],
+        corrections: list[Correction],
+        unknown: list[str],
+    ) -> tuple[list[Correction], list[str]]:
+        """Undo the corrections of words another segment has as typed, and keep the unknown
+        words another segment has; both are searched as typed (`extra`)."""
+        others = [seg for seg in view.segments if seg.base > 0]
+        known = [c for c in corrections if any(s.knows(self.analyzer.stem(c.original))
+                                               for s in others)]  # fmt: skip
+        for c in known:
+            row = self.vocab.surface_id(c.corrected)
+            if row is None:
+                continue
+            term = int(self.vocab.surface_term[row])
+            weights[term] -= 1.0
+            if weights[term] <= 1e-6:
+                del weights[term]
+            stem = self.analyzer.stem(c.original)
+            extra[stem] = extra.get(stem, 0.0) + 1.0
+        kept_unknown = []
+        for word in unknown:
+            stem = self.analyzer.stem(word)
+            if any(s.knows(stem) for s in others):
+                extra[stem] = extra.get(stem, 0.0) + 1.0
+            else:
+                kept_unknown.append(word)
+        undone = {id(c) for c in known if self.vocab.surface_id(c.corrected) is not None}
+        return [c for c in corrections if id(c) not in undone], kept_unknown
+    def scratch(self) -> npt.NDArray[np.float32]:
+        """This thread's zeroed accumulator, one slot per snapshot row."""
         acc: npt.NDArray[np.float32] | None = getattr(self._scratch, "acc", None)
         if acc is None:
             acc = np.zeros(self.snapshot.n_docs, dtype=np.float32)
@@ -100,8 +159,23 @@ class KeywordRanker:
     def search(self, query: str, k: int = 10, *, prefix: bool = False) -> KeywordResult:
         return self.run(self.plan(query, prefix=prefix), k)
 
-    def run(self, plan: QueryPlan, k: int) -> KeywordResult:
-        docs, scores, full = score_terms(self.postings, plan.terms, plan.weights, k, self._acc())
+    def run(self, plan: QueryPlan, k: int, view: SegmentView | None = None) -> KeywordResult:
+        """The top k of every segment merged by score (equal scores: lower number first);
+        `all_scores` covers every document when every segment was scored densely."""
+        view = view or self.view
+        tops = [seg.top(plan, view, k) for seg in view.segments]
+        if len(tops) == 1:
+            docs, scores, full = tops[0]
+        else:
+            docs = np.concatenate([t[0] + seg.base for t, seg in zip(tops, view.segments,
+                                                                     strict=True)])
+            scores = np.concatenate([t[1] for t in tops]).astype(np.float32)
+            order = np.lexsort((docs, -scores))[: max(k, 0)]
+            docs, scores = docs[order].astype(np.int64), scores[order]
+            dense = [t[2] for t in tops]
+            full = None
+            if all(d is not None for d in dense):
+                full = np.concatenate([d for d in dense if d is not None])
         return KeywordResult(
             docs=docs,
             scores=scores,

@@ -30,7 +30,7 @@ from index.core.types import Document
 from index.delta import Change, DeltaLog, StoredVectors
 from index.passages import PassageOptions, layout_passages, pair_norms
 from index.snapshot import Snapshot
-from rankers.delta_postings import Segment, add_segment, merge_all, segment
+from rankers.delta_postings import PostingsBlock, add_segment, merge_all, segment
 
 __all__ = ["DeltaView", "LiveIndex", "SlotPassages"]
 
@@ -64,7 +64,7 @@ class DeltaView:
     version: str
     n_snapshot: int
     n_slots: int
-    segments: tuple[Segment, ...]
+    blocks: tuple[PostingsBlock, ...]
     alive: B
     """Slots that are current documents (not replaced or deleted since)."""
     doc_len: F32
@@ -255,7 +255,7 @@ class LiveIndex:
         alive[dead] = False
         for slot in dead:
             attach.pop(slot, None)
-        segments = old.segments
+        segments = old.blocks
         if new_docs:
             chunk = self._analyze([d.title for d in new_docs], [d.text for d in new_docs])
             self._docs.extend(new_docs)
@@ -298,14 +298,14 @@ class LiveIndex:
         for them (segments added meanwhile stay after it)."""
         try:
             view = self._view
-            merged = merge_all(view.segments, view.alive)
+            merged = merge_all(view.blocks, view.alive)
             with self._lock:
                 now = self._view
-                n = len(view.segments)
-                if len(now.segments) >= n and all(
-                    a is b for a, b in zip(now.segments, view.segments, strict=False)
+                n = len(view.blocks)
+                if len(now.blocks) >= n and all(
+                    a is b for a, b in zip(now.blocks, view.blocks, strict=False)
                 ):
-                    self._view = replace(now, segments=(merged, *now.segments[n:]))
+                    self._view = replace(now, blocks=(merged, *now.blocks[n:]))
         finally:
             self._merging = None
 

@@ -17,9 +17,10 @@ import numpy.typing as npt
 from index.core.errors import QueryError
 from index.snapshot import Snapshot
 from index.vectors import IndexParams, VectorIndex, load_vector_index
-from rankers.fusion import fuse, linear_aligned, previous_ranks
+from rankers.fusion import fuse_candidates, previous_ranks
 from rankers.keyword import KeywordRanker, QueryPlan
-from rankers.maxscore import score_docs
+from rankers.segment import SegmentView
+from rankers.snapshot_segment import SnapshotSegment
 from rankers.types import KeywordResult
 
 __all__ = ["FusionSettings", "SemanticRanker", "SemanticResult"]
@@ -80,6 +81,8 @@ class SemanticRanker:
         self.index: VectorIndex = load_vector_index(
             snapshot.folder / "vectors", params, threads=threads
         )
+        self.view: SegmentView = SnapshotSegment(keyword, self.vectors, self.index).alone()
+        """The snapshot alone, searched when no other view is given."""
 
     def dense(self, query_vector: F32, k: int) -> tuple[I64, F32]:
         """Nearest documents by cosine (vectors are unit length)."""
@@ -91,32 +94,31 @@ class SemanticRanker:
         keyword: KeywordResult,
         query_vector: F32,
         k: int,
+        view: SegmentView | None = None,
     ) -> SemanticResult:
         """Fused top-k from the keyword phase's result (its candidates, best first, run with
-        `fusion.candidates` as k) and the query's vector."""
-        keyword_docs = keyword.docs
+        `fusion.candidates` as k) and the query's vector, over `view` (default: the snapshot
+        alone). A document takes part once it has its vector."""
+        view = view or self.view
         depth = self.fusion.candidates
-        ann_docs, _ = self.dense(query_vector, depth)
-        cand = np.unique(np.concatenate([keyword_docs[:depth], ann_docs]))
+        q = np.asarray(query_vector, dtype=np.float32)
+        parts = [keyword.docs[:depth]]
+        parts += [seg.nearest(q, depth) + seg.base for seg in view.segments]
+        cand = np.unique(np.concatenate(parts))
+        if view.single is None:
+            cand = cand[view.embedded(cand)]
         if cand.size == 0:
             empty = np.empty(0, dtype=np.int64)
             return SemanticResult(empty, np.empty(0, dtype=np.float32), empty)
         if keyword.all_scores is not None:
             bm25 = keyword.all_scores[cand].astype(np.float32)
         else:
-            bm25 = score_docs(self.keyword.postings, plan.terms, plan.weights, cand)
-        cos = (np.asarray(self.vectors[cand], dtype=np.float32) @ query_vector).astype(np.float32)
-        w = self.fusion.dense_weight
-        if self.fusion.method == "rrf":
-            lists = [cand[np.argsort(-bm25, kind="stable")], cand[np.argsort(-cos, kind="stable")]]
-            ids, scores = fuse("rrf", lists, weights=[1.0 - w, w], k=self.fusion.rrf_k)
-        else:
-            # Every candidate has both scores: fuse the aligned arrays directly.
-            fused = linear_aligned([bm25, cos], [1.0 - w, w], norm=self.fusion.norm)
-            order = np.lexsort((cand, -fused))
-            ids, scores = cand[order], fused[order].astype(np.float32)
+            bm25 = view.gather(cand, lambda seg, rows: seg.bm25(plan, view, rows))
+        cos = view.gather(cand, lambda seg, rows: (seg.vectors(rows) @ q).astype(np.float32))
+        f = self.fusion
+        ids, scores = fuse_candidates(cand, bm25, cos, f.method, f.dense_weight, f.norm, f.rrf_k)
         ids, scores = ids[:k], scores[:k].astype(np.float32)
-        return SemanticResult(ids, scores, previous_ranks(ids, keyword_docs[:k]))
+        return SemanticResult(ids, scores, previous_ranks(ids, keyword.docs[:k]))
 
     def search(self, query: str, k: int, *, prefix: bool = False) -> SemanticResult:
         """The whole phase for one query: keyword candidates, query vector, fusion.

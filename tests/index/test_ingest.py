@@ -116,8 +116,8 @@ def test_a_written_document_is_found_by_meaning_once_embedded(
     from rankers.enhance import EnhancedRanker
     from rankers.keyword import KeywordRanker
     from rankers.live import LiveIndex
-    from rankers.live_search import LiveSearch
     from rankers.semantic import SemanticRanker
+    from tests.live_search import LiveSearch
 
     root = shutil.copytree(sample_root, tmp_path / "index")  # the fixture is shared
     snap = load_snapshot(root)

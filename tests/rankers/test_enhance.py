@@ -18,10 +18,8 @@ from index.passages import SENTENCE, TITLE, quantize
 from index.snapshot import BuildOptions, Snapshot, load_snapshot, write_snapshot
 from index.sources import open_source
 from index.vector_stage import VectorOptions
-from rankers.enhance import (
-    EnhancedRanker,
-    EnhanceSettings,
-    PassageVectors,
+from rankers.enhance import EnhancedRanker, EnhanceSettings
+from rankers.features import (
     combine,
     gather_segments,
     pair_sims,
@@ -31,6 +29,7 @@ from rankers.enhance import (
 )
 from rankers.highlight import highlight_rows, mark_terms
 from rankers.keyword import KeywordRanker
+from rankers.snapshot_segment import PassageVectors
 from tests.conftest import make_corpus, write_jsonl
 
 F32 = npt.NDArray[np.float32]
@@ -282,7 +281,7 @@ def test_passage_vectors_read_as_float_rows() -> None:
 
 
 def test_feedback_scores_are_cosines_to_the_centroid_of_the_top_rows() -> None:
-    from rankers.enhance import feedback_scores
+    from rankers.features import feedback_scores
 
     rng = np.random.default_rng(0)
     v = rng.normal(size=(6, 8)).astype(np.float32)

@@ -18,11 +18,11 @@ from rankers.delta_postings import add_segment, merge_all, merge_top_k, segment,
 from rankers.enhance import EnhancedRanker, EnhanceSettings
 from rankers.keyword import KeywordRanker
 from rankers.live import LiveIndex
-from rankers.live_search import LiveSearch
 from rankers.live_source import LiveSource
 from rankers.semantic import FusionSettings, SemanticRanker
 from tests.conftest import make_corpus
 from tests.fake_vectors import FakeEncoder, build_with_vectors, fake_vector
+from tests.live_search import LiveSearch
 
 QUERIES = ["vitamin deficiency", "brain memory sleep", "cancer tumor therapy", "insulin glucose"]
 NEW_D5 = Document("d5", "vitamin sleep", "Brain memory and diet. Sleep helps the brain.")
@@ -177,9 +177,9 @@ def test_background_merges_keep_the_results(tmp_path: Path) -> None:
     for i, doc in enumerate(added * 3):  # one document per batch: many small segments
         log.append([Document(f"{doc.id}-{i}", doc.title, doc.text)])
         live.refresh(log)
-        most = max(most, len(live.view().segments))
+        most = max(most, len(live.view().blocks))
         live.wait_for_merge()
-    assert most > 8 and len(live.view().segments) <= 8
+    assert most > 8 and len(live.view().blocks) <= 8
     before = [search.search(q, 20) for q in QUERIES]
     live.apply([], through=live.seq)  # nothing new: the view is the same
     fresh = LiveIndex(snap)

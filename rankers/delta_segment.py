@@ -1,0 +1,158 @@
+"""The documents written since the snapshot as a segment, over one `DeltaView`.
+
+Its rows are the delta's slots. Their postings hold term frequencies, not impacts: a written
+document is scored with the statistics of the corpus as it is now (N, average length and
+document frequencies summed over the segments), which is the BM25 score a fresh build of the
+same documents would give it. The statistics change with every write, so the impacts of the
+query's terms are computed when a query reads them (the delta is small), by the same formula
+the index builder uses (:func:`index.core.bm25.impacts`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from index.core.bm25 import top_k
+from rankers.delta_postings import bm25_delta, term_postings, top_slots
+from rankers.segment import CorpusStats, PassageRuns, SegmentView
+from rankers.snapshot_segment import SnapshotSegment
+
+if TYPE_CHECKING:
+    from rankers.enhance import EnhancedRanker
+    from rankers.keyword import KeywordRanker, QueryPlan
+    from rankers.live import DeltaView, LiveIndex
+    from rankers.semantic import SemanticRanker
+
+__all__ = ["DeltaSegment", "live_view"]
+
+B = npt.NDArray[np.bool_]
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+_EMPTY = (np.empty(0, np.int64), np.empty(0, np.float32))
+
+
+@dataclass(frozen=True)
+class DeltaSegment:
+    delta: DeltaView
+    term_ids: dict[str, int]
+    """The delta's term dictionary: every index term it has analyzed."""
+
+    @property
+    def base(self) -> int:
+        return self.delta.n_snapshot
+
+    @property
+    def size(self) -> int:
+        return self.delta.n_slots
+
+    @property
+    def n_deleted(self) -> int:
+        return int(np.count_nonzero(~self.delta.alive))
+
+    def live(self, rows: I64) -> B:
+        return self.delta.alive[rows]
+
+    def embedded(self, rows: I64) -> B:
+        return self.delta.embedded[rows]
+
+    def knows(self, word: str) -> bool:
+        return word in self.term_ids
+
+    def _postings(self, word: str) -> tuple[I64, F32]:
+        tid = self.term_ids.get(word)
+        return term_postings(self.delta.blocks, tid) if tid is not None else _EMPTY
+
+    def df(self, words: Sequence[str]) -> I64:
+        alive = self.delta.alive
+        return np.array(
+            [int(np.count_nonzero(alive[self._postings(w)[0]])) for w in words], dtype=np.int64
+        )
+
+    def scores(self, plan: QueryPlan, view: SegmentView) -> F64:
+        """The BM25 score of every row (0 for dead rows and rows without a query term)."""
+        words = plan.words
+        stats = view.stats
+        return bm25_delta(
+            [self._postings(w) for w, _ in words], [w for _, w in words],
+            view.idf([w for w, _ in words]), self.delta.alive, self.delta.doc_len,
+            stats.avg_len, stats.k1, stats.b,
+        )  # fmt: skip
+
+    def top(self, plan: QueryPlan, view: SegmentView, k: int) -> tuple[I64, F32, F64 | None]:
+        full = self.scores(plan, view)
+        slots, scores = top_slots(full, k)
+        return slots, scores, full
+
+    def bm25(self, plan: QueryPlan, view: SegmentView, rows: I64) -> F32:
+        return self.scores(plan, view)[rows].astype(np.float32)
+
+    def contains(self, word: str, rows: I64) -> B:
+        slots, _ = self._postings(word)
+        return np.isin(rows, slots)
+
+    def vectors(self, rows: I64) -> F32:
+        assert self.delta.vectors is not None
+        return self.delta.vectors[rows]
+
+    def nearest(self, query_vector: F32, k: int) -> I64:
+        slots = np.flatnonzero(self.delta.embedded)
+        if slots.size == 0 or self.delta.vectors is None:
+            return np.empty(0, dtype=np.int64)
+        return slots[top_k(self.delta.vectors[slots] @ query_vector, k)]
+
+    def passages(self, rows: I64, query_vector: F32) -> PassageRuns:
+        found = [self.delta.passages[int(r)] for r in rows]
+        slots = [p for p in found if p is not None]
+        lengths = np.array([0 if p is None else p.kinds.size for p in found], dtype=np.int64)
+        q = np.asarray(query_vector, dtype=np.float32)
+
+        def text(i: int, first: int, size: int) -> tuple[str, int]:
+            p = found[i]
+            assert p is not None
+            start, end = int(p.spans[first][0]), int(p.spans[first + size - 1][1])
+            return p.blob[start:end].decode("utf-8"), -1
+
+        if not slots:
+            empty = np.empty(0, dtype=np.float32)
+            return PassageRuns(empty, empty, np.empty(0, np.uint8), lengths, text)
+        return PassageRuns(
+            np.concatenate([np.asarray(p.vectors, dtype=np.float32) @ q for p in slots]),
+            np.concatenate([p.pair_norm for p in slots]).astype(np.float32),
+            np.concatenate([p.kinds for p in slots]).astype(np.uint8),
+            lengths,
+            text,
+        )
+
+
+def live_view(
+    live: LiveIndex,
+    keyword: KeywordRanker,
+    semantic: SemanticRanker | None = None,
+    enhanced: EnhancedRanker | None = None,
+) -> SegmentView | None:
+    """The segments a query of `live` searches now: the snapshot (with what the loaded
+    rankers hold of it) and the documents written since; None when nothing was written, and
+    each ranker then searches the snapshot alone, at no extra cost."""
+    delta = live.view()
+    if delta.empty:
+        return None
+    vectors = semantic.vectors if semantic is not None else None
+    if vectors is None and enhanced is not None:
+        vectors = enhanced.doc_vectors
+    snapshot = SnapshotSegment(
+        keyword,
+        vectors,
+        semantic.index if semantic is not None else None,
+        enhanced.passages if enhanced is not None else None,
+        delta.tomb, delta.n_tomb, delta.tomb_df,
+    )  # fmt: skip
+    p = keyword.snapshot.bm25
+    stats = CorpusStats(delta.n_docs, delta.avg_len, p.k1, p.b)
+    return SegmentView((snapshot, DeltaSegment(delta, live.term_ids)), stats)
