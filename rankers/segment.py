@@ -28,7 +28,7 @@ from rankers.features import gather_segments, pair_sims
 if TYPE_CHECKING:
     from rankers.keyword import QueryPlan
 
-__all__ = ["CorpusStats", "PassageLayout", "PassageRuns", "Segment", "SegmentView"]
+__all__ = ["CorpusStats", "PassageLayout", "PassageRuns", "Segment", "SegmentView", "lay_out"]
 
 B = npt.NDArray[np.bool_]
 F32 = npt.NDArray[np.float32]
