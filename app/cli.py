@@ -132,7 +132,7 @@ def _index(args: argparse.Namespace) -> int:
     from index.analyzer import AnalyzerSettings
     from index.core.bm25 import BM25Params
     from index.passages import PassageOptions
-    from index.snapshot import BuildOptions, write_snapshot
+    from index.snapshot import BuildOptions, read_manifest, write_snapshot
     from index.sources import open_source
     from index.vector_stage import VectorOptions
 
@@ -163,9 +163,9 @@ def _index(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     folder = write_snapshot(source, args.out, options)
     took = time.perf_counter() - started
-    manifest = json.loads((folder / "manifest.json").read_text())
-    n = manifest["counts"]["docs"]
-    kw = manifest["build_seconds"]["keyword"]
+    manifest = read_manifest(folder)
+    n = manifest.n_docs
+    kw = manifest.build_seconds.keyword
     print(
         f"indexed {n} documents into {folder} in {took:.1f} s "
         f"(keyword index and store: {kw:.1f} s, {n / max(kw, 1e-9):,.0f} docs/s)"

@@ -53,10 +53,6 @@ F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 
 
-def _has_passages(snapshot: Snapshot) -> bool:
-    return bool((snapshot.manifest.get("vectors") or {}).get("passages"))
-
-
 class SemanticState:
     LOADING = "loading"
     READY = "ready"
@@ -178,7 +174,7 @@ class Engine:
             return rankers
         semantic = SemanticRanker(snapshot, rankers.keyword, encoder,
                                   FusionSettings(candidates=self.candidates))
-        enhanced = EnhancedRanker(snapshot, rankers.keyword) if _has_passages(snapshot) else None
+        enhanced = EnhancedRanker(snapshot, rankers.keyword) if snapshot.has_passages else None
         return replace(rankers, semantic=semantic, enhanced=enhanced)
 
     @property
@@ -195,7 +191,7 @@ class Engine:
 
     @property
     def has_passages(self) -> bool:
-        return _has_passages(self.snapshot)
+        return self.snapshot.has_passages
 
     @property
     def semantic(self) -> SemanticRanker | None:

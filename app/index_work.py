@@ -20,15 +20,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import orjson
+from typing import TYPE_CHECKING
 
 from index.compact import CompactionResult, compact
 from index.delta import DeltaLog
 from index.filelock import file_lock
-from index.ingest import embed_pending, load_document_encoder, passage_options
-from index.snapshot import MANIFEST, resolve_version
+from index.ingest import embed_pending, load_document_encoder
+from index.manifest import Manifest
+from index.snapshot import MANIFEST, read_manifest, resolve_version
 
 if TYPE_CHECKING:
     from index.core.encoder import Encoder
@@ -60,12 +59,11 @@ class IndexWork:
         self._encoder: Encoder | None = None
         self._local = threading.Lock()
 
-    def _manifest(self) -> dict[str, Any]:
-        data: dict[str, Any] = orjson.loads((resolve_version(self.root) / MANIFEST).read_bytes())
-        return data
+    def _manifest(self) -> Manifest:
+        return read_manifest(resolve_version(self.root))
 
-    def _document_encoder(self, manifest: dict[str, Any]) -> Encoder:
-        wanted = str(manifest["vectors"]["encoder"])
+    def _document_encoder(self, manifest: Manifest) -> Encoder:
+        wanted = manifest.encoder_fingerprint
         if self._encoder is None or self._encoder.fingerprint != wanted:
             self._encoder = load_document_encoder(manifest)
         return self._encoder
@@ -79,7 +77,7 @@ class IndexWork:
         idle = 0
         with self._local:
             manifest = self._manifest()
-            while manifest.get("vectors"):  # a keyword-only index embeds nothing
+            while manifest.has_vectors:  # a keyword-only index embeds nothing
                 with file_lock(self.root / LOCK_FILE, wait=False) as held:
                     if not held:
                         break
@@ -97,9 +95,9 @@ class IndexWork:
                      f", compacted into {compacted.version}" if compacted else "")
         return WorkReport(embedded, compacted)
 
-    def _embed_all(self, manifest: dict[str, Any]) -> int:
+    def _embed_all(self, manifest: Manifest) -> int:
         encoder = self._document_encoder(manifest)
-        options = passage_options(manifest)
+        options = manifest.passage_options
         total = 0
         while True:
             stored = embed_pending(self.log, encoder, options, limit=EMBED_BATCH)
@@ -107,10 +105,10 @@ class IndexWork:
                 return total
             total += stored
 
-    def _compact_if_due(self, manifest: dict[str, Any]) -> CompactionResult | None:
+    def _compact_if_due(self, manifest: Manifest) -> CompactionResult | None:
         if self.compact_changes <= 0:
             return None
-        base = int(manifest.get("delta_seq", 0))
+        base = manifest.delta_seq
         if self.log.last_seq() - base < self.compact_changes:
             return None
         result = compact(self.root, self.log)

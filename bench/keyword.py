@@ -29,6 +29,7 @@ import psutil
 from app.beir import read_queries
 from bench.peers import Bm25sPeer, TantivyPeer
 from bench.timing import print_table, summarize, time_calls
+from index.snapshot import read_manifest
 from index.sources import open_source
 
 K = 10
@@ -65,8 +66,7 @@ def build_index(source: Path, out: Path) -> dict[str, Any]:
     if proc.returncode != 0:
         raise SystemExit(f"index build failed: {shlex.join(cmd)}")
     version = out / (out / "CURRENT").read_text().strip()
-    manifest = json.loads((version / "manifest.json").read_text())
-    n = manifest["counts"]["docs"]
+    n = read_manifest(version).n_docs
     # The whole command: reading and validating the source, analysis, postings, document store,
     # checksums and publication (keyword index only, no vectors).
     return {"docs": n, "seconds": seconds, "docs_per_s": n / seconds, "peak_rss_mb": peak / 2**20}

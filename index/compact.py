@@ -24,23 +24,22 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from index.analyzer import AnalyzerSettings
-from index.core.bm25 import BM25Params
 from index.core.errors import SnapshotError
 from index.core.types import Document
 from index.delta import Change, DeltaLog, StoredVectors
 from index.embedding import inputs_hash
 from index.filelock import file_lock
+from index.manifest import Manifest
 from index.passages import SPLITTER_VERSION, PassageOptions, layout_passages
 from index.snapshot import WORK, BuildOptions, Snapshot, load_snapshot, write_snapshot
-from index.vector_stage import PrecomputedVectors, VectorOptions
+from index.vector_stage import PrecomputedVectors
 
 __all__ = ["CompactionResult", "build_options", "compact", "fold"]
 
@@ -62,25 +61,13 @@ class CompactionResult:
     seconds: float
 
 
-def build_options(manifest: dict[str, Any], workers: int = 1) -> BuildOptions:
+def build_options(manifest: Manifest, workers: int = 1) -> BuildOptions:
     """The options a snapshot was built with, from its manifest."""
-    vectors = None
-    entry = manifest.get("vectors")
-    if entry:
-        known = {f.name for f in fields(VectorOptions)}
-        build = {k: v for k, v in (entry.get("build") or {}).items() if k in known}
-        passages = build.pop("passages", None)
-        cache_dir = build.pop("cache_dir", None)
-        vectors = VectorOptions(
-            **build,
-            cache_dir=Path(cache_dir) if cache_dir else None,
-            passages=PassageOptions(passages["title"], passages["dtype"]) if passages else None,
-        )
     return BuildOptions(
-        analyzer=AnalyzerSettings.from_json(manifest["analyzer"]),
-        bm25=BM25Params.from_json(manifest["bm25"]),
+        analyzer=manifest.analyzer,
+        bm25=manifest.bm25,
         workers=workers,
-        vectors=vectors,
+        vectors=manifest.vector_options,
     )
 
 
@@ -129,11 +116,11 @@ def compact(
 def _compact(root: Path, log: DeltaLog, workers: int) -> CompactionResult | None:
     started = time.perf_counter()
     snapshot = load_snapshot(root)
-    base = int(snapshot.manifest.get("delta_seq", 0))
+    base = snapshot.manifest.delta_seq
     if log.truncated_through() < base:
         log.truncate_through(base)  # a crash came between publishing and truncating
     changes = log.changes_since(base)
-    encoder = str((snapshot.manifest.get("vectors") or {}).get("encoder", ""))
+    encoder = snapshot.manifest.encoder_fingerprint
     stored: dict[tuple[str, str], StoredVectors] = {}
     if snapshot.has_vectors:
         keys = [(c.id, c.hash) for c in changes if c.op == "upsert"]
@@ -160,7 +147,7 @@ def _compact(root: Path, log: DeltaLog, workers: int) -> CompactionResult | None
             root,
             options,
             precomputed=precomputed,
-            extra={"delta_seq": through},
+            delta_seq=through,
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -219,8 +206,8 @@ def _vectors(
     passages = None
     popts = options.vectors.passages
     if popts is not None:
-        entry = snapshot.manifest["vectors"].get("passages") or {}
-        if (entry.get("options") or {}).get("splitter") != SPLITTER_VERSION:
+        entry = snapshot.manifest.passages
+        if entry is None or entry.splitter != SPLITTER_VERSION:
             raise SnapshotError(
                 "the snapshot's passages were split by another splitter version; "
                 "rebuild the index with `progsearch index` instead of compacting"

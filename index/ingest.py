@@ -32,13 +32,13 @@ from index.sources import document_from_record
 
 if TYPE_CHECKING:
     from index.core.encoder import Encoder
+    from index.manifest import Manifest
 
 __all__ = [
     "embed_document",
     "embed_pending",
     "load_document_encoder",
     "parse_documents",
-    "passage_options",
 ]
 
 
@@ -80,28 +80,21 @@ def parse_documents(body: bytes, *, ndjson: bool | None = None) -> list[Document
     return docs
 
 
-def passage_options(manifest: dict[str, Any]) -> PassageOptions | None:
-    """The passage options of a snapshot (None when it has no passages)."""
-    entry = ((manifest.get("vectors") or {}).get("passages") or {}).get("options")
-    return PassageOptions(entry["title"], entry["dtype"]) if entry else None
-
-
-def load_document_encoder(manifest: dict[str, Any]) -> Encoder:
+def load_document_encoder(manifest: Manifest) -> Encoder:
     """The encoder a snapshot's document vectors were made with, for its delta's: vectors of
     another encoder are not comparable, so the live index ignores them and compaction waits
     for the right ones. Loads the query model only; the document model loads on first use."""
-    from index.compact import build_options
     from index.core.encoder import Encoder, EncoderConfig
 
-    options = build_options(manifest).vectors
+    options = manifest.vector_options
     if options is None:
         raise ModelError("this snapshot has no vectors: its documents are not embedded")
     encoder = Encoder.load(
         EncoderConfig(kind=options.kind, threads=options.threads, cache_dir=options.cache_dir)
     )
-    if encoder.fingerprint != manifest["vectors"]["encoder"]:
+    if encoder.fingerprint != manifest.encoder_fingerprint:
         raise ModelError(
-            f"the snapshot was embedded by {manifest['vectors']['encoder']!r}; "
+            f"the snapshot was embedded by {manifest.encoder_fingerprint!r}; "
             f"this encoder is {encoder.fingerprint!r}"
         )
     return encoder

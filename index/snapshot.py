@@ -44,6 +44,7 @@ from index.core.bm25 import BM25Params
 from index.core.errors import SnapshotError, SourceError
 from index.core.types import Document
 from index.docstore import DocStore, DocStoreWriter
+from index.manifest import ArrayEntry, BuildSeconds, Counts, FileEntry, Manifest, VectorsEntry
 from index.sources import BLOCK_BYTES
 
 if TYPE_CHECKING:
@@ -51,7 +52,14 @@ if TYPE_CHECKING:
     # snapshot to serve it stays quick.
     from index.vector_stage import PrecomputedVectors, VectorOptions
 
-__all__ = ["FORMAT_VERSION", "BuildOptions", "Snapshot", "load_snapshot", "write_snapshot"]
+__all__ = [
+    "FORMAT_VERSION",
+    "BuildOptions",
+    "Snapshot",
+    "load_snapshot",
+    "read_manifest",
+    "write_snapshot",
+]
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -97,7 +105,7 @@ def _fsync_tree(folder: Path) -> None:
         os.close(fd)
 
 
-def _array_entries(folder: Path, known: dict[str, str]) -> dict[str, dict[str, Any]]:
+def _array_entries(folder: Path, known: dict[str, str]) -> dict[str, ArrayEntry]:
     """Dtype, shape and checksum of every array (`known`: checksums taken already, by name);
     files are checksummed (and synced) two at a time, since hashing releases the GIL."""
     paths = sorted(folder.rglob("*.npy"))
@@ -105,15 +113,11 @@ def _array_entries(folder: Path, known: dict[str, str]) -> dict[str, dict[str, A
     todo = [path for path, name in zip(paths, names, strict=True) if name not in known]
     with ThreadPoolExecutor(2) as pool:
         sums = dict(zip(todo, pool.map(partial(_sha256, sync=True), todo), strict=True))
-    entries: dict[str, dict[str, Any]] = {}
+    entries: dict[str, ArrayEntry] = {}
     for path, name in zip(paths, names, strict=True):
         digest = known[name] if name in known else sums[path]
         arr = np.load(path, mmap_mode="r")
-        entries[name] = {
-            "dtype": arr.dtype.str,
-            "shape": list(arr.shape),
-            "sha256": digest,
-        }
+        entries[name] = ArrayEntry(arr.dtype.str, tuple(arr.shape), digest)
     return entries
 
 
@@ -140,12 +144,12 @@ def write_snapshot(
     options: BuildOptions,
     *,
     precomputed: PrecomputedVectors | None = None,
-    extra: dict[str, Any] | None = None,
+    delta_seq: int = 0,
 ) -> Path:
     """Build a new version under `root` and make it current; returns its folder.
 
-    `precomputed` gives the vectors instead of embedding (with `options.vectors` set); `extra`
-    adds fields to the manifest (a compaction records its `delta_seq`)."""
+    `precomputed` gives the vectors instead of embedding (with `options.vectors` set);
+    `delta_seq` is the last change of the delta log a compaction folds in."""
     if precomputed is not None and options.vectors is None:
         raise SnapshotError("precomputed vectors given to a build without vectors")
     root.mkdir(parents=True, exist_ok=True)
@@ -214,37 +218,34 @@ def write_snapshot(
             )
         arrays = _array_entries(tmp, checksums)
         files = {
-            name: {"sha256": checksums.get(name) or _sha256(tmp / name)}
+            name: FileEntry(checksums.get(name) or _sha256(tmp / name))
             for name in ("docs/store.sqlite", "vectors/hnsw.faiss")
             if (tmp / name).exists()
         }
-        sums = {k: v["sha256"] for k, v in {**arrays, **files}.items()}
-        digest = hashlib.sha256(json.dumps(sums, sort_keys=True).encode()).hexdigest()
+        every = {k: v.sha256 for k, v in arrays.items()}
+        every.update((k, v.sha256) for k, v in files.items())
+        digest = hashlib.sha256(json.dumps(every, sort_keys=True).encode()).hexdigest()
         version = _new_version_name(root, digest)
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "version": version,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "build_seconds": {
-                "keyword": round(keyword_seconds, 3),
-                "total": round(time.perf_counter() - started, 3),
-            },
-            "analyzer": options.analyzer.to_json(),
-            "bm25": options.bm25.to_json(),
-            "counts": {
-                "docs": stats.n_docs,
-                "terms": stats.n_terms,
-                "surfaces": stats.n_surfaces,
-                "postings": stats.n_postings,
-            },
-            "avg_doc_len": stats.avg_doc_len,
-            "vectors": vectors,
-            "arrays": arrays,
-            "files": files,
-            "checksum": digest,
-        }
-        manifest = {**(extra or {}), **manifest}  # the build's own fields win
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        manifest = Manifest(
+            format_version=FORMAT_VERSION,
+            version=version,
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            build_seconds=BuildSeconds(
+                round(keyword_seconds, 3), round(time.perf_counter() - started, 3)
+            ),
+            analyzer=options.analyzer,
+            bm25=options.bm25,
+            counts=Counts(stats.n_docs, stats.n_terms, stats.n_surfaces, stats.n_postings),
+            avg_doc_len=stats.avg_doc_len,
+            # The vector stage returns its entry as JSON; parsing it here checks it as a
+            # reader will.
+            vectors=VectorsEntry.from_json(vectors) if vectors is not None else None,
+            arrays=arrays,
+            files=files,
+            checksum=digest,
+            delta_seq=delta_seq,
+        )
+        (tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2))
         _fsync_tree(tmp)
         final = root / version
         os.rename(tmp, final)
@@ -305,30 +306,37 @@ def resolve_version(path: Path) -> Path:
 
 @dataclass
 class Snapshot:
-    """A loaded, read-only snapshot; its arrays are memory-mapped."""
+    """A loaded, read-only snapshot; its arrays are memory-mapped. Its properties are the
+    manifest's, named here because nearly every caller asks for them."""
 
     folder: Path
-    manifest: dict[str, Any]
-    analyzer: AnalyzerSettings
-    bm25: BM25Params
+    manifest: Manifest
     arrays: dict[str, npt.NDArray[Any]]
     docs: DocStore
 
     @property
     def version(self) -> str:
-        return str(self.manifest["version"])
+        return self.manifest.version
+
+    @property
+    def analyzer(self) -> AnalyzerSettings:
+        return self.manifest.analyzer
+
+    @property
+    def bm25(self) -> BM25Params:
+        return self.manifest.bm25
 
     @property
     def has_vectors(self) -> bool:
-        return bool(self.manifest.get("vectors"))
+        return self.manifest.has_vectors
 
     @property
     def has_passages(self) -> bool:
-        return bool((self.manifest.get("vectors") or {}).get("passages"))
+        return self.manifest.has_passages
 
     @property
     def n_docs(self) -> int:
-        return int(self.manifest["counts"]["docs"])
+        return self.manifest.n_docs
 
     def external_id(self, idx: int) -> str:
         ptr = self.arrays["docs/id_ptr.npy"]
@@ -339,52 +347,50 @@ class Snapshot:
         return [self.external_id(int(i)) for i in idxs]
 
 
-def _read_manifest(folder: Path) -> dict[str, Any]:
+def read_manifest(folder: Path) -> Manifest:
+    """The manifest of a version folder, parsed and checked."""
     path = folder / MANIFEST
     try:
-        manifest = json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SnapshotError(f"{path}: unreadable manifest: {exc}") from exc
-    if not isinstance(manifest, dict):
+    if not isinstance(data, dict):
         raise SnapshotError(f"{path}: manifest is not a JSON object")
-    version = manifest.get("format_version")
+    version = data.get("format_version")
     if version != FORMAT_VERSION:
         raise SnapshotError(
             f"{path}: unknown format version {version!r}; this progsearch reads version "
             f"{FORMAT_VERSION}, rebuild the index with `progsearch index`"
         )
-    return manifest
+    try:
+        return Manifest.from_json(data)
+    except SnapshotError as exc:
+        raise SnapshotError(f"{path}: {exc}") from exc
 
 
 def load_snapshot(path: Path, *, verify: bool = False) -> Snapshot:
     folder = resolve_version(Path(path))
-    manifest = _read_manifest(folder)
+    manifest = read_manifest(folder)
     arrays: dict[str, npt.NDArray[Any]] = {}
-    try:
-        entries = dict(manifest["arrays"])
-        analyzer = AnalyzerSettings.from_json(manifest["analyzer"])
-        bm25 = BM25Params.from_json(manifest["bm25"])
-    except (KeyError, TypeError) as exc:
-        raise SnapshotError(f"{folder / MANIFEST}: missing or bad field {exc}") from exc
-    for name, entry in entries.items():
+    for name, entry in manifest.arrays.items():
         file = folder / name
-        if verify and _sha256(file) != entry.get("sha256"):
+        if verify and _sha256(file) != entry.sha256:
             raise SnapshotError(f"{file}: checksum mismatch, the file is corrupt")
         try:
             arr = np.load(file, mmap_mode="r")
         except (OSError, ValueError) as exc:
             raise SnapshotError(f"{file}: cannot load array: {exc}") from exc
-        if arr.dtype.str != entry.get("dtype") or list(arr.shape) != entry.get("shape"):
+        if arr.dtype.str != entry.dtype or arr.shape != entry.shape:
             raise SnapshotError(
                 f"{file}: holds {arr.dtype.str}{list(arr.shape)}, manifest says "
-                f"{entry.get('dtype')}{entry.get('shape')}; the file is corrupt"
+                f"{entry.dtype}{list(entry.shape)}; the file is corrupt"
             )
         # A plain ndarray view of the same mapping: np.memmap's subclass hooks cost microseconds
         # on every slice, and the query path slices a lot.
         arrays[name] = arr.view(np.ndarray)
     store_path = folder / "docs" / "store.sqlite"
     if verify:
-        for name, entry in manifest.get("files", {}).items():
-            if _sha256(folder / name) != entry.get("sha256"):
+        for name, file_entry in manifest.files.items():
+            if _sha256(folder / name) != file_entry.sha256:
                 raise SnapshotError(f"{folder / name}: checksum mismatch, the file is corrupt")
-    return Snapshot(folder, manifest, analyzer, bm25, arrays, DocStore(store_path))
+    return Snapshot(folder, manifest, arrays, DocStore(store_path))

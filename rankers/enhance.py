@@ -90,8 +90,7 @@ class EnhancedRanker:
     def __init__(
         self, snapshot: Snapshot, keyword: KeywordRanker, settings: EnhanceSettings | None = None
     ) -> None:
-        vectors = snapshot.manifest.get("vectors") or {}
-        if not vectors.get("passages"):
+        if not snapshot.manifest.has_passages:
             raise QueryError(
                 "this snapshot has no passages; rebuild it without --no-passages (and with vectors)"
             )

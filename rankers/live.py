@@ -28,7 +28,7 @@ from index.analyzer import Analyzer
 from index.chunk import AnalyzedChunk, ChunkAnalyzer
 from index.core.types import Document
 from index.delta import Change, DeltaLog, StoredVectors
-from index.passages import PassageOptions, layout_passages, pair_norms
+from index.passages import layout_passages, pair_norms
 from index.snapshot import Snapshot
 from rankers.delta_postings import PostingsBlock, add_segment, merge_all, segment
 
@@ -127,14 +127,10 @@ class LiveIndex:
         self.snapshot = snapshot
         self.analyzer = analyzer or Analyzer(snapshot.analyzer)
         self.params = snapshot.bm25
-        self.base_seq = int(snapshot.manifest.get("delta_seq", 0) if base_seq is None else base_seq)
-        vectors = snapshot.manifest.get("vectors") or {}
-        self.encoder: str = str(vectors.get("encoder", ""))
+        self.base_seq = snapshot.manifest.delta_seq if base_seq is None else base_seq
+        self.encoder: str = snapshot.manifest.encoder_fingerprint
         """Fingerprint of the snapshot's encoder; delta vectors by another are ignored."""
-        options = (vectors.get("passages") or {}).get("options")
-        self.passage_options = (
-            PassageOptions(title=options["title"], dtype=options["dtype"]) if options else None
-        )
+        self.passage_options = snapshot.manifest.passage_options
         self.terms: list[str] = []
         self.term_ids: dict[str, int] = {}
         self._chunks = ChunkAnalyzer(snapshot.analyzer, self.params.title_weight)

@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from index.core.errors import QueryError
 from index.snapshot import Snapshot
-from index.vectors import IndexParams, VectorIndex, load_vector_index
+from index.vectors import VectorIndex, load_vector_index
 from rankers.fusion import fuse_candidates, previous_ranks
 from rankers.keyword import KeywordRanker, QueryPlan
 from rankers.segment import SegmentView
@@ -69,10 +69,9 @@ class SemanticRanker:
         fusion: FusionSettings | None = None,
         threads: int = 1,
     ) -> None:
-        entry = snapshot.manifest.get("vectors")
-        if not entry:
+        params = snapshot.manifest.index_params
+        if params is None:
             raise QueryError("this snapshot has no vectors; rebuild it without --no-vectors")
-        params = IndexParams.from_dict(entry["index"])
         self.snapshot = snapshot
         self.keyword = keyword
         self.encoder = encoder

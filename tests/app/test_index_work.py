@@ -6,13 +6,13 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from app.index_work import IndexWork, prune_versions
 from index.core.types import Document
 from index.delta import DeltaLog
+from index.manifest import Manifest
 from index.snapshot import CURRENT, MANIFEST, BuildOptions, load_snapshot, write_snapshot
 from index.sources import open_source
 from tests.conftest import make_corpus, write_jsonl
@@ -73,7 +73,7 @@ def test_a_document_written_while_a_pass_held_the_lock_is_embedded_by_that_run(
     embed_all = work._embed_all
     passes: list[int] = []
 
-    def first_pass_misses_a_write(manifest: dict[str, Any]) -> int:
+    def first_pass_misses_a_write(manifest: Manifest) -> int:
         passes.append(1)
         if len(passes) == 1:
             # Written after this pass looked, while it held the lock: the run its writer

@@ -67,4 +67,4 @@ def test_numpy_placement_builds_the_same_index(
     native = load_snapshot(write_snapshot(open_source(tmp_path), tmp_path / "a", BuildOptions()))
     monkeypatch.setattr(builder, "_native_place", None)
     numpy = load_snapshot(write_snapshot(open_source(tmp_path), tmp_path / "b", BuildOptions()))
-    assert native.manifest["arrays"] == numpy.manifest["arrays"]
+    assert native.manifest.arrays == numpy.manifest.arrays

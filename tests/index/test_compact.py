@@ -14,7 +14,7 @@ import pytest
 from index.compact import compact, fold
 from index.core.types import Document
 from index.delta import Change, DeltaLog
-from index.ingest import embed_pending, passage_options
+from index.ingest import embed_pending
 from index.snapshot import CURRENT, BuildOptions, load_snapshot, write_snapshot
 from rankers.live import LiveIndex
 from rankers.live_source import LiveSource
@@ -40,7 +40,7 @@ def with_delta(root: Path, *, embed: bool = True) -> tuple[DeltaLog, dict[str, D
     write_delta(log, added)
     if embed:
         snap = load_snapshot(root)
-        embed_pending(log, FakeEncoder(), passage_options(snap.manifest), limit=1000)
+        embed_pending(log, FakeEncoder(), snap.manifest.passage_options, limit=1000)
     return log, {d.id: d for d in final_documents(base, added)}
 
 
@@ -50,11 +50,11 @@ def test_compaction_equals_a_full_rebuild(tmp_path: Path) -> None:
     assert result is not None and result.through == log.last_seq()
     assert (result.upserts, result.removed, result.n_docs) == (41, 2, 239)
     snap = load_snapshot(tmp_path / "a", verify=True)
-    assert snap.manifest["delta_seq"] == result.through
+    assert snap.manifest.delta_seq == result.through
     rebuilt = load_snapshot(build_with_vectors(final_documents(*corpus()), tmp_path / "b"))
     # Same documents in the same order: every array (postings, impacts, vocabulary, ids,
     # document and passage vectors) is identical.
-    assert snap.manifest["arrays"] == rebuilt.manifest["arrays"]
+    assert snap.manifest.arrays == rebuilt.manifest.arrays
     assert snap.docs.get_many(list(range(239))) == rebuilt.docs.get_many(list(range(239)))
     assert log.changes_since(result.through) == [] and log.truncated_through() == result.through
     live = LiveIndex.open(snap, log)
@@ -158,7 +158,7 @@ def test_a_compaction_killed_leaves_a_whole_version_and_every_document(
     # Recovery: the next compaction finishes the job.
     compact(tmp_path, log)
     snap = load_snapshot(tmp_path, verify=True)
-    assert log.truncated_through() == snap.manifest["delta_seq"] == log.last_seq()
+    assert log.truncated_through() == snap.manifest.delta_seq == log.last_seq()
     assert live_documents(LiveIndex.open(snap, log)) == expected
 
 
@@ -168,7 +168,7 @@ def test_live_source_follows_compactions(tmp_path: Path) -> None:
     source = LiveSource(tmp_path, DeltaLog.open(tmp_path), check_every=3600)
     first = source.current()
     log.append([Document("x", "X", "written before the compaction")])
-    embed_pending(log, FakeEncoder(), passage_options(first.snapshot.manifest))
+    embed_pending(log, FakeEncoder(), first.snapshot.manifest.passage_options)
     compact(tmp_path, log)
     live = source.current()
     assert live is not first and live.snapshot.version == load_snapshot(tmp_path).version

@@ -111,7 +111,7 @@ def test_a_written_document_is_found_by_meaning_once_embedded(
 ) -> None:
     import shutil
 
-    from index.ingest import load_document_encoder, passage_options
+    from index.ingest import load_document_encoder
     from index.snapshot import load_snapshot
     from rankers.enhance import EnhancedRanker
     from rankers.keyword import KeywordRanker
@@ -134,7 +134,7 @@ def test_a_written_document_is_found_by_meaning_once_embedded(
     vector = encoder.encode_query(query)
     before = search.fuse(semantic, plan, search.run(plan, 100), vector, 10)
     assert live.lookup("p99") not in before.docs.tolist()  # not embedded yet
-    assert embed_pending(log, encoder, passage_options(snap.manifest)) == 1
+    assert embed_pending(log, encoder, snap.manifest.passage_options) == 1
     live.refresh(log)
     after = search.fuse(semantic, plan, search.run(plan, 100), vector, 100)
     assert after.docs[0] == live.lookup("p99")

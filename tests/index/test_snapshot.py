@@ -30,9 +30,11 @@ def test_round_trip_is_memory_mapped(built: Path) -> None:
     doc = snap.docs.get(3)
     assert doc is not None and doc.id == "d3"
     assert snap.docs.lookup("d7") == 7
-    assert snap.manifest["analyzer"]["language"] == "english"
-    assert snap.manifest["bm25"] == {"k1": 1.2, "b": 0.75, "title_weight": 2.0, "variant": "lucene"}
-    assert snap.manifest["counts"]["docs"] == 50
+    assert snap.manifest.analyzer.language == "english"
+    assert snap.manifest.bm25.to_json() == {
+        "k1": 1.2, "b": 0.75, "title_weight": 2.0, "variant": "lucene"
+    }
+    assert snap.manifest.counts.docs == 50
 
 
 def test_rebuild_swaps_current_and_keeps_one_old_version(built: Path, tmp_path: Path) -> None:
@@ -113,7 +115,7 @@ def test_parallel_build_equals_serial(tmp_path: Path) -> None:
             open_source(tmp_path), tmp_path / "b", BuildOptions(workers=2, chunk_size=37)
         )
     )
-    assert a.manifest["checksum"] == b.manifest["checksum"]
+    assert a.manifest.checksum == b.manifest.checksum
 
 
 def test_source_without_valid_documents_is_refused(tmp_path: Path) -> None:
@@ -137,7 +139,7 @@ def test_small_blocks_in_parallel_equal_serial(tmp_path: Path) -> None:
         write_snapshot(parallel, tmp_path / "b", BuildOptions(workers=2, block_bytes=300))
     )
     # Same arrays and rows (the SQLite file itself records how many transactions wrote it).
-    assert a.manifest["arrays"] == b.manifest["arrays"]
+    assert a.manifest.arrays == b.manifest.arrays
     assert a.docs.get_many(list(range(300))) == b.docs.get_many(list(range(300)))
     assert serial.problems == parallel.problems and len(serial.problems) == 9
 

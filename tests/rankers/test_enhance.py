@@ -156,11 +156,11 @@ def catalog(sample_root: Path) -> Snapshot:
 @pytest.mark.model
 def test_catalog_has_passages(catalog: Snapshot) -> None:
     assert catalog.has_passages
-    entry = catalog.manifest["vectors"]["passages"]
+    entry = catalog.manifest.passages
     ptr = catalog.arrays["passages/ptr.npy"]
-    assert ptr.shape == (21,) and int(ptr[-1]) == entry["count"]
+    assert entry is not None and ptr.shape == (21,) and int(ptr[-1]) == entry.count
     assert catalog.arrays["passages/vectors.npy"].dtype == np.float16
-    assert "passages/pair_norm.npy" in catalog.manifest["arrays"]
+    assert "passages/pair_norm.npy" in catalog.manifest.arrays
 
 
 @pytest.mark.model

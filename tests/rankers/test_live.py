@@ -11,7 +11,7 @@ import pytest
 
 from index.core.types import Document
 from index.delta import DeltaLog
-from index.ingest import embed_pending, passage_options
+from index.ingest import embed_pending
 from index.snapshot import BuildOptions, Snapshot, load_snapshot, write_snapshot
 from index.sources import document_from_record
 from rankers.delta_postings import add_segment, merge_all, merge_top_k, segment, term_postings
@@ -198,7 +198,7 @@ def test_version_changes_with_every_write(tmp_path: Path) -> None:
     assert source.current().version == snap.version
     seq = log.append(added[:1])
     assert source.current().version == f"{snap.version}+{seq}"
-    embed_pending(log, FakeEncoder(), passage_options(snap.manifest))
+    embed_pending(log, FakeEncoder(), snap.manifest.passage_options)
     assert source.current().version == f"{snap.version}+{seq + 1}"
     assert source.current().view().embedded.tolist() == [True]
     log.delete([added[0].id])
@@ -237,7 +237,7 @@ def test_semantic_phase_sees_delta_documents_once_embedded(
     plan = search.plan("vitamin sleep")
     before = search.fuse(semantic, plan, search.run(plan, 1000), query_vector, 10)
     assert all(d < snap.n_docs for d in before.docs)  # nothing embedded yet
-    assert embed_pending(log, encoder, passage_options(snap.manifest), limit=1000) == 41
+    assert embed_pending(log, encoder, snap.manifest.passage_options, limit=1000) == 41
     live.refresh(log)
     got = search.fuse(semantic, plan, search.run(plan, 1000), query_vector, 10)
     ref_plan = reference.keyword.plan("vitamin sleep")

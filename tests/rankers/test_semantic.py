@@ -45,9 +45,9 @@ def _search(semantic: SemanticRanker, query: str, k: int = 5) -> tuple[list[str]
 
 
 def test_manifest_records_the_vectors(catalog: Snapshot) -> None:
-    entry = catalog.manifest["vectors"]
-    assert entry["index"]["kind"] == "flat" and entry["index"]["count"] == 20
-    assert "fp32" in entry["encoder"]
+    params = catalog.manifest.index_params
+    assert params is not None and params.kind == "flat" and params.count == 20
+    assert "fp32" in catalog.manifest.encoder_fingerprint
     vectors = catalog.arrays["vectors/vectors.npy"]
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
 
