@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from index.chunk import AnalyzedChunk
 from index.core.bm25 import BM25Params, idf, impacts
+from index.core.types import I64
 
 try:
     from index._wordcount import place as _native_place
@@ -26,8 +27,6 @@ except ImportError:  # not compiled: numpy places the postings, with the same re
     _native_place = None  # type: ignore[assignment]
 
 __all__ = ["KeywordBuilder", "KeywordStats"]
-
-I64 = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)

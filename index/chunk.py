@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
-import numpy.typing as npt
 
 from index.analyzer import Analyzer, AnalyzerSettings, normalize
+from index.core.types import F32, I32, I64
 
 try:
     from index._wordcount import Counter
@@ -34,10 +34,6 @@ __all__ = [
     "native_available",
     "runs",
 ]
-
-I32 = npt.NDArray[np.int32]
-I64 = npt.NDArray[np.int64]
-F32 = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
-import numpy.typing as npt
 
 from index.core.bm25 import impacts, top_k
+from index.core.types import F32, F64, I64, B
 
 __all__ = [
     "PostingsBlock",
@@ -28,11 +28,6 @@ __all__ = [
     "term_postings",
     "top_slots",
 ]
-
-B = npt.NDArray[np.bool_]
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
-I64 = npt.NDArray[np.int64]
 
 
 class PostingsBlock(NamedTuple):

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
 from index.core.bm25 import top_k
+from index.core.types import F32, F64, I64, B
 from rankers.delta_postings import bm25_delta, term_postings, top_slots
 from rankers.segment import CorpusStats, PassageRuns, SegmentView
 from rankers.snapshot_segment import SnapshotSegment
@@ -30,10 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DeltaSegment", "live_view"]
 
-B = npt.NDArray[np.bool_]
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
-I64 = npt.NDArray[np.int64]
 
 _EMPTY = (np.empty(0, np.int64), np.empty(0, np.float32))
 

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from index.core.errors import QueryError
+from index.core.types import F32, I64
 from index.snapshot import Snapshot
 from rankers.features import combine, feedback_scores, passage_scores
 from rankers.fusion import previous_ranks
@@ -39,9 +40,6 @@ __all__ = [
     "coverage",
 ]
 
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
-I64 = npt.NDArray[np.int64]
 
 FEATURES = ("bm25", "dense", "semantic", "best", "best1", "top2", "title", "coverage", "prf")
 """Per-candidate features: keyword score, document cosine, the semantic phase's fused score,

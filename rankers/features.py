@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from index.core.types import F32, F64, I64
 from index.passages import TITLE
 from rankers.maxscore import Postings
 
@@ -25,11 +26,6 @@ __all__ = [
     "term_coverage",
     "zscore",
 ]
-
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
-I64 = npt.NDArray[np.int64]
-
 
 
 def gather_segments(ptr: I64, docs: I64) -> tuple[I64, I64]:

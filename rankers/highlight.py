@@ -14,12 +14,10 @@ import numpy as np
 import numpy.typing as npt
 
 from index.analyzer import Analyzer
+from index.core.types import F32, I64
 from index.passages import TITLE
 
 __all__ = ["highlight_rows", "mark_terms"]
-
-F32 = npt.NDArray[np.float32]
-I64 = npt.NDArray[np.int64]
 
 
 def highlight_rows(

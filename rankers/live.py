@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from index.analyzer import Analyzer
 from index.chunk import AnalyzedChunk, ChunkAnalyzer
-from index.core.types import Document
+from index.core.types import F32, I64, B, Document
 from index.delta import Change, DeltaLog, StoredVectors
 from index.passages import layout_passages, pair_norms
 from index.snapshot import Snapshot
@@ -39,10 +39,6 @@ SYNC_MERGE_POSTINGS = 1 << 18
 a background thread, so a query that catches up never waits for one."""
 MAX_SEGMENTS = 8
 """More segments than this start a background merge of them all."""
-
-B = npt.NDArray[np.bool_]
-F32 = npt.NDArray[np.float32]
-I64 = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)

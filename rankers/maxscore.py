@@ -22,9 +22,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-import numpy.typing as npt
 
 from index.core.bm25 import top_k
+from index.core.types import F32, F64, I32, I64
 
 try:
     from rankers._maxscore import MAX_TERMS as COMPILED_MAX_TERMS
@@ -48,11 +48,6 @@ __all__ = [
 DENSE_MAX_DOCS = 65_536
 """Up to this many documents, scoring every posting and selecting over the whole accumulator
 costs less than the bookkeeping of pruning."""
-
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
-I32 = npt.NDArray[np.int32]
-I64 = npt.NDArray[np.int64]
 
 
 class Postings(NamedTuple):

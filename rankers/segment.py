@@ -20,21 +20,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
 from index.core.bm25 import idf
+from index.core.types import F32, F64, I64, U8, B
 from rankers.features import gather_segments, pair_sims
 
 if TYPE_CHECKING:
     from rankers.keyword import QueryPlan
 
 __all__ = ["CorpusStats", "PassageLayout", "PassageRuns", "Segment", "SegmentView", "lay_out"]
-
-B = npt.NDArray[np.bool_]
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
-I64 = npt.NDArray[np.int64]
-U8 = npt.NDArray[np.uint8]
 
 
 @dataclass(frozen=True)

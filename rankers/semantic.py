@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from index.core.errors import QueryError
+from index.core.types import F32, I64
 from index.snapshot import Snapshot
 from index.vectors import VectorIndex, load_vector_index
 from rankers.fusion import fuse_candidates, previous_ranks
@@ -25,8 +26,6 @@ from rankers.types import KeywordResult
 
 __all__ = ["FusionSettings", "SemanticRanker", "SemanticResult"]
 
-F32 = npt.NDArray[np.float32]
-I64 = npt.NDArray[np.int64]
 
 FUSION_METHODS = ("linear", "rrf")
 

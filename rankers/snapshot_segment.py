@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from index.core.types import F32, F64, I64, B
 from index.passages import PASSAGES_DIR, passage_text
 from index.snapshot import Snapshot
 from rankers.features import gather_segments
@@ -26,11 +27,6 @@ if TYPE_CHECKING:
     from rankers.keyword import KeywordRanker, QueryPlan
 
 __all__ = ["PassageVectors", "SnapshotPassages", "SnapshotSegment"]
-
-B = npt.NDArray[np.bool_]
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
-I64 = npt.NDArray[np.int64]
 
 
 class PassageVectors:

@@ -8,7 +8,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DocIds", "Document", "Scores"]
+__all__ = ["F32", "F64", "I32", "I64", "U8", "B", "DocIds", "Document", "Scores"]
+
+# Array aliases every layer uses.
+B = npt.NDArray[np.bool_]
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+I32 = npt.NDArray[np.int32]
+I64 = npt.NDArray[np.int64]
+U8 = npt.NDArray[np.uint8]
 
 DocIds = npt.NDArray[np.int32]
 """Internal document numbers: rows of the snapshot, 0..n_docs-1."""
