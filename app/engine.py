@@ -15,6 +15,7 @@ for the whole request, so one answer never mixes two snapshots' document numbers
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import threading
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from rankers.live_source import LiveSource
     from rankers.semantic import SemanticRanker
 
-__all__ = ["Engine", "KeywordState", "Rankers", "SemanticState"]
+__all__ = ["Engine", "KeywordState", "Rankers", "SemanticState", "SemanticStatus"]
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,27 @@ F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 
 
-class SemanticState:
+class SemanticState(enum.Enum):
+    """Where the semantic (and enhanced) phases stand; `.value` is what JSON shows."""
+
     LOADING = "loading"
     READY = "ready"
     UNAVAILABLE = "unavailable"
     FAILED = "failed"
+
+
+ENCODER_FAILED = "the query encoder failed to load"
+"""What clients are told; the exception, which may name server paths, goes to the log only."""
+
+
+@dataclass(frozen=True)
+class SemanticStatus:
+    """The state and its reason, replaced together under the engine's lock, so a reader
+    never sees a failed state without its message."""
+
+    state: SemanticState
+    error: str = ""
+    """A plain sentence for clients: never a path, an exception type or its text."""
 
 
 @dataclass(frozen=True)
@@ -113,9 +130,11 @@ class Engine:
         self.candidates = candidates
         self._encoder: Encoder | None = None
         self._lock = threading.Lock()
-        has_vectors = snapshot.has_vectors
-        self.semantic_state = SemanticState.LOADING if has_vectors else SemanticState.UNAVAILABLE
-        self.semantic_error = "" if has_vectors else "this index has no vectors"
+        self.semantic_status = (
+            SemanticStatus(SemanticState.LOADING)
+            if snapshot.has_vectors
+            else SemanticStatus(SemanticState.UNAVAILABLE, "this index has no vectors")
+        )
         self.encoder_fingerprint = ""
         self.started = time.monotonic()
 
@@ -202,6 +221,14 @@ class Engine:
         return self.rankers.enhanced
 
     # -- semantic warm-up ---------------------------------------------------------------
+    @property
+    def semantic_state(self) -> SemanticState:
+        return self.semantic_status.state
+
+    @property
+    def semantic_error(self) -> str:
+        return self.semantic_status.error
+
     def start_encoder(self) -> threading.Thread | None:
         if self.semantic_state != SemanticState.LOADING:
             return None
@@ -223,13 +250,13 @@ class Engine:
             with self._lock:
                 self.rankers = self._with_semantic(self.rankers, encoder)
                 self._encoder = encoder
-            self.encoder_fingerprint = str(encoder.fingerprint)
-            self.semantic_state = SemanticState.READY
+                self.encoder_fingerprint = str(encoder.fingerprint)
+                self.semantic_status = SemanticStatus(SemanticState.READY)
             log.info("semantic phase ready after %.1f s", time.monotonic() - self.started)
-        except Exception as exc:  # the service goes on with the keyword phase alone
+        except Exception:  # the service goes on with the keyword phase alone
             log.exception("semantic phase failed to load")
-            self.semantic_error = f"{type(exc).__name__}: {exc}"
-            self.semantic_state = SemanticState.FAILED
+            with self._lock:
+                self.semantic_status = SemanticStatus(SemanticState.FAILED, ENCODER_FAILED)
 
     # -- documents ----------------------------------------------------------------------
     def document(self, doc_id: str) -> Document | None:

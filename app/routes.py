@@ -94,10 +94,11 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     engine, _, _, _ = _state(request)
     await engine.refresh_async()
+    status = engine.semantic_status  # state and error read together
     phases: dict[str, Any] = {
         "keyword": "ready",
-        "semantic": engine.semantic_state,
-        "enhanced": (engine.semantic_state if engine.has_passages else SemanticState.UNAVAILABLE),
+        "semantic": status.state.value,
+        "enhanced": (status.state if engine.has_passages else SemanticState.UNAVAILABLE).value,
     }
     body: dict[str, Any] = {
         "ready": True,
@@ -105,8 +106,8 @@ async def readyz(request: Request) -> Response:
         "documents": engine.n_docs,
         "phases": phases,
     }
-    if engine.semantic_state != SemanticState.READY and engine.semantic_error:
-        body["semantic_error"] = engine.semantic_error
+    if status.state != SemanticState.READY and status.error:
+        body["semantic_error"] = status.error
     return JSONResponse(body)
 
 

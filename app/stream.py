@@ -79,9 +79,10 @@ async def phase_events(searcher: Searcher, params: SearchParams, seen: int,
                 result = await searcher.enhanced(params, cached.get("enhanced"), vector)
         except PhaseError as exc:
             failure = exc
-        except Exception as exc:  # one phase failing must not end the stream
+        except Exception:  # one phase failing must not end the stream
+            # The exception goes to the log only: its type and text may tell of the server.
             log.exception("%s phase failed", phase)
-            failure = PhaseError(phase, "failed", f"the {phase} phase failed: {type(exc).__name__}")
+            failure = PhaseError(phase, "failed", f"the {phase} phase failed")
         else:
             timings[phase] = round(result.took_ms, 3)
             all_cached = all_cached and result.cached

@@ -99,7 +99,11 @@ def register(app: Celery, context: WorkerContext) -> None:
             payload = enhance_body(context.engine(), request)
         except Exception as exc:
             log.exception("enhance failed")
-            context.reply(channel, reply_message(request_id, None, f"{type(exc).__name__}: {exc}"))
+            # The reply reaches the client. enhance_body's own LookupError says in plain words
+            # why the phase is unavailable; any other exception may name paths or internals,
+            # which stay in the worker's log.
+            error = str(exc) if type(exc) is LookupError else "the enhanced phase failed"
+            context.reply(channel, reply_message(request_id, None, error))
             return
         context.reply(channel, reply_message(request_id, payload))
 

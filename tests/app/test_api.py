@@ -23,7 +23,7 @@ pytestmark = pytest.mark.model
 
 def wait_ready(client: TestClient, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
-    while client.get("/readyz").json()["phases"]["semantic"] != SemanticState.READY:
+    while client.get("/readyz").json()["phases"]["semantic"] != SemanticState.READY.value:
         assert time.monotonic() < deadline, client.get("/readyz").json()
         time.sleep(0.05)
 
