@@ -1,9 +1,10 @@
 """The prediction cache: one interface, two backends.
 
-`RedisCache` is used when `PROGSEARCH_REDIS_URL` is set, `MemoryCache` (an LRU with a TTL)
-otherwise. A cache is an optimisation, never a dependency: every Redis failure or timeout is
-logged, counted and answered as a miss, and after a failure Redis is skipped for a short
-backoff so a dead or paused server costs one timeout per backoff period, not one per request.
+`RedisCache` is used when `PROGSEARCH_REDIS_URL` is set, `MemoryCache` (cachetools' LRU
+with a TTL) otherwise. A cache is an optimisation, never a dependency: every Redis failure or
+timeout is logged, counted and answered as a miss, and after a failure Redis is skipped for a
+short backoff so a dead or paused server costs one timeout per backoff period, not one per
+request.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Sequence
 from typing import Protocol
 
 import redis.asyncio as aioredis
+from cachetools import TTLCache
 from redis.exceptions import RedisError
 
 from app.metrics import Metrics
@@ -44,35 +46,23 @@ class Cache(Protocol):
 
 
 class MemoryCache:
-    """LRU with a TTL, for one process. Not thread-safe: used from the event loop only."""
+    """LRU with a TTL (`cachetools.TTLCache`: a read makes an entry the most recent; expired
+    entries are dropped on the next write), for one process. Not thread-safe: used from the
+    event loop only."""
 
     backend = "memory"
 
     def __init__(self, size: int, ttl: float) -> None:
         self.size = size
         self.ttl = ttl
-        self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._items: TTLCache[str, bytes] = TTLCache(maxsize=size, ttl=ttl, timer=time.monotonic)
         self._counters: dict[str, Counter[str]] = {}
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        now = time.monotonic()
-        out: list[bytes | None] = []
-        for key in keys:
-            item = self._items.get(key)
-            if item is None or item[0] < now:
-                if item is not None:
-                    del self._items[key]
-                out.append(None)
-                continue
-            self._items.move_to_end(key)
-            out.append(item[1])
-        return out
+        return [self._items.get(key) for key in keys]
 
     async def set(self, key: str, value: bytes) -> None:
-        self._items[key] = (time.monotonic() + self.ttl, value)
-        self._items.move_to_end(key)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
+        self._items[key] = value
 
     async def count(self, key: str, member: str) -> None:
         counter = self._counters.setdefault(key, Counter())

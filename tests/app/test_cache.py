@@ -35,6 +35,23 @@ async def test_memory_cache_evicts_least_recent_and_expires() -> None:
     assert await short.get_many(["x"]) == [None]
 
 
+async def test_memory_cache_keeps_the_last_size_entries_and_expired_ones_make_room() -> None:
+    cache = MemoryCache(size=10, ttl=60)
+    for i in range(100):
+        await cache.set(f"k{i}", str(i).encode())
+    values = await cache.get_many([f"k{i}" for i in range(100)])
+    assert values == [None] * 90 + [str(i).encode() for i in range(90, 100)]
+    short = MemoryCache(size=2, ttl=0.01)
+    await short.set("a", b"1")
+    await short.set("b", b"2")
+    time.sleep(0.02)
+    await short.set("c", b"3")
+    await short.set("d", b"4")
+    assert await short.get_many(["a", "b", "c", "d"]) == [None, None, b"3", b"4"]
+    await short.close()
+    assert await short.get_many(["c", "d"]) == [None, None]
+
+
 async def test_redis_cache_round_trip_and_ttl() -> None:
     metrics = Metrics()
     with private_redis() as server:
