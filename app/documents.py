@@ -55,6 +55,21 @@ class Writer:
             return None
         return cls(engine, engine.source.log, jobs, settings)
 
+    def check_backlog(self) -> None:
+        """Refuse writes while more documents wait for their vectors than the setting allows:
+        writes faster than embedding would otherwise grow the delta without bound (the
+        documents already waiting are embedded and compacted meanwhile)."""
+        limit = self.settings.max_pending
+        live = self.engine.rankers.live
+        if limit <= 0 or live is None or not self.engine.snapshot.has_vectors:
+            return
+        waiting = live.view().n_waiting
+        if waiting >= limit:
+            raise ApiError(429, "backlog",
+                           f"{waiting} written documents are waiting to be embedded (at most "
+                           f"{limit}); nothing was written, retry later",
+                           headers={"Retry-After": "2"})
+
     def pending(self) -> bool:
         """Documents written and still waiting for their vectors (and the index has vectors)."""
         return self.engine.snapshot.has_vectors and bool(self.log.pending_embeddings(1))
@@ -136,6 +151,7 @@ async def post_documents(request: Request) -> Response:
     if not body.strip():
         raise ApiError(422, "invalid_document", "the body holds no document")
     docs = await anyio.to_thread.run_sync(_parse, body, _ndjson(request))
+    writer.check_backlog()
     await _check_broker(writer)
     seq = await anyio.to_thread.run_sync(writer.log.append, docs)
     await writer.after_write()

@@ -25,11 +25,13 @@ log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -42,14 +44,15 @@ def _count(request: Request, code: str) -> None:
         metrics.errors.labels(code).inc()
 
 
-def _json(request: Request, status: int, code: str, message: str) -> Response:
+def _json(request: Request, status: int, code: str, message: str,
+          headers: dict[str, str] | None = None) -> Response:
     _count(request, code)
-    return JSONResponse(error_body(code, message), status_code=status)
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return _json(request, exc.status, exc.code, exc.message)
+    return _json(request, exc.status, exc.code, exc.message, exc.headers)
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:

@@ -7,6 +7,13 @@ past `compact_changes`. Any run catches up with everything written before it sta
 lost or duplicated message costs nothing, and a worker killed in the middle leaves work the
 next run finishes (`DeltaLog.put_vectors` stores each (id, content hash) at most once).
 
+Writes faster than embedding never hold compaction back: a pass embeds for at most
+`PASS_SECONDS`, then compacts when due, folding every document embedded so far (compaction
+stops at the first document still waiting, `index.compact.fold`), and goes on. The delta then
+holds the compaction threshold plus the documents waiting for vectors, and the servers refuse
+writes with 429 while more than `PROGSEARCH_MAX_PENDING` of those wait (`app.documents`), so it
+stays bounded however long writes outpace embedding.
+
 One pass runs at a time per root, across processes (``ROOT/.embed.lock``). A run that finds
 the lock taken returns at once; the holder looks at the log again after releasing it, so a
 document written meanwhile is never left behind.
@@ -39,6 +46,8 @@ log = logging.getLogger(__name__)
 EMBED_BATCH = 16
 """Documents embedded (and stored) per step: small, so a new document waits little behind
 others and a killed worker loses little work."""
+PASS_SECONDS = 10.0
+"""Embedding time after which a run looks whether compaction is due, before going on."""
 LOCK_FILE = ".embed.lock"
 KEEP_SECONDS = 300.0
 """Old snapshot versions are kept at least this long after they were written."""
@@ -72,38 +81,48 @@ class IndexWork:
         return bool(self.log.pending_embeddings(1))
 
     def run(self) -> WorkReport:
-        """Embed what is waiting, then compact if the delta is due; see the module doc."""
+        """Embed what is waiting, compacting whenever the delta is due; see the module doc."""
         embedded = 0
         idle = 0
+        compacted: CompactionResult | None = None
         with self._local:
             manifest = self._manifest()
             while manifest.has_vectors:  # a keyword-only index embeds nothing
                 with file_lock(self.root / LOCK_FILE, wait=False) as held:
                     if not held:
                         break
-                    stored = self._embed_all(manifest)
+                    stored, finished = self._embed_all(manifest)
                 embedded += stored
+                if not finished:  # writes outpace embedding: fold what is embedded, go on
+                    done = self._compact_if_due(manifest)
+                    if done is not None:
+                        compacted, manifest = done, self._manifest()
+                    continue
                 # Look again after releasing the lock: a run that found it taken meanwhile
                 # left its documents to this one. Two passes in a row that store nothing
                 # end it, whatever the log says.
                 idle = 0 if stored else idle + 1
                 if idle > 1 or not self.pending():
                     break
-            compacted = self._compact_if_due(manifest)
+            compacted = self._compact_if_due(manifest) or compacted
         if embedded or compacted:
             log.info("index work: %d documents embedded%s", embedded,
                      f", compacted into {compacted.version}" if compacted else "")
         return WorkReport(embedded, compacted)
 
-    def _embed_all(self, manifest: Manifest) -> int:
+    def _embed_all(self, manifest: Manifest, budget: float = PASS_SECONDS) -> tuple[int, bool]:
+        """Embed until nothing waits (True) or `budget` seconds have passed (False)."""
         encoder = self._document_encoder(manifest)
         options = manifest.passage_options
         total = 0
+        deadline = time.monotonic() + budget
         while True:
             stored = embed_pending(self.log, encoder, options, limit=EMBED_BATCH)
             if not stored:
-                return total
+                return total, True
             total += stored
+            if time.monotonic() >= deadline:
+                return total, False
 
     def _compact_if_due(self, manifest: Manifest) -> CompactionResult | None:
         if self.compact_changes <= 0:

@@ -73,6 +73,8 @@ class Settings:
     """Largest `POST /documents` body; a larger one gets 413."""
     compact_changes: int = 50_000
     """Changes in the delta log that trigger a compaction into a new snapshot (0: never)."""
+    max_pending: int = 20_000
+    """Written documents waiting for their vectors past which writes get 429 (0: no bound)."""
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool]] = [
@@ -86,6 +88,7 @@ class Settings:
             ("cache_size", self.cache_size >= 1),
             ("max_body_bytes", self.max_body_bytes >= 1),
             ("compact_changes", self.compact_changes >= 0),
+            ("max_pending", self.max_pending >= 0),
         ]
         for name in ("keyword_timeout", "semantic_timeout", "enhanced_timeout", "cache_ttl",
                      "redis_timeout", "send_timeout", "ping_seconds", "publish_timeout",
@@ -131,7 +134,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     **{n: int for n in ("max_query_chars", "max_k", "default_k", "encoder_threads",
                         "encoder_concurrency", "candidates", "cache_size", "retry_ms",
                         "cache_max_age", "embedded_threads", "precompute_top", "max_body_bytes",
-                        "compact_changes")},
+                        "compact_changes", "max_pending")},
     **{n: float for n in ("keyword_timeout", "semantic_timeout", "enhanced_timeout",
                           "cache_ttl", "redis_timeout", "redis_backoff", "send_timeout",
                           "ping_seconds", "shutdown_grace", "publish_timeout",

@@ -84,6 +84,11 @@ class DeltaView:
         return self.n_slots == 0 and self.n_tomb == 0
 
     @property
+    def n_waiting(self) -> int:
+        """Current written documents still waiting for their vectors."""
+        return int(np.count_nonzero(self.alive)) - int(np.count_nonzero(self.embedded))
+
+    @property
     def avg_len(self) -> float:
         return self.total_len / self.n_docs if self.n_docs else 0.0
 

@@ -13,7 +13,15 @@ from app.index_work import IndexWork, prune_versions
 from index.core.types import Document
 from index.delta import DeltaLog
 from index.manifest import Manifest
-from index.snapshot import CURRENT, MANIFEST, BuildOptions, load_snapshot, write_snapshot
+from index.snapshot import (
+    CURRENT,
+    MANIFEST,
+    BuildOptions,
+    load_snapshot,
+    read_manifest,
+    resolve_version,
+    write_snapshot,
+)
 from index.sources import open_source
 from tests.conftest import make_corpus, write_jsonl
 
@@ -73,17 +81,49 @@ def test_a_document_written_while_a_pass_held_the_lock_is_embedded_by_that_run(
     embed_all = work._embed_all
     passes: list[int] = []
 
-    def first_pass_misses_a_write(manifest: Manifest) -> int:
+    def first_pass_misses_a_write(manifest: Manifest) -> tuple[int, bool]:
         passes.append(1)
         if len(passes) == 1:
             # Written after this pass looked, while it held the lock: the run its writer
             # scheduled found the lock taken and returned, leaving it to this run.
             log.append([Document("late", "Copper kettle", "Whistles when the water boils.")])
-            return 0
+            return 0, True
         return embed_all(manifest)
 
     work._embed_all = first_pass_misses_a_write  # type: ignore[method-assign]
     report = work.run()
     assert report.embedded == 1
     assert len(passes) == 2
+    assert not work.pending()
+
+
+@pytest.mark.model
+def test_compaction_waits_while_writes_outpace_embedding(sample_root: Path, tmp_path: Path) -> None:
+    """Regression: a run embedded until nothing waited, so while writes came faster than
+    embedding it never compacted. A pass now ends after its budget, compacts what is
+    embedded so far, and goes on; the document still waiting is carried in the delta."""
+    root = tmp_path / "index"
+    shutil.copytree(sample_root, root, ignore=shutil.ignore_patterns("delta.sqlite*"))
+    log = DeltaLog.open(root)
+    work = IndexWork(root, compact_changes=1, log_=log)
+    embed_all = work._embed_all
+    seen: list[int] = []
+
+    def writes_keep_coming(manifest: Manifest, budget: float = 10.0) -> tuple[int, bool]:
+        # The version each pass starts from, then a new document arrives during the pass,
+        # which runs out of time before it can embed it.
+        seen.append(read_manifest(resolve_version(root)).delta_seq)
+        stored, _ = embed_all(manifest, budget)
+        if len(seen) <= 3:
+            log.append([Document(f"new-{len(seen)}", "Copper kettle", f"Boils {len(seen)}.")])
+            return stored, False
+        return stored, True
+
+    work._embed_all = writes_keep_coming  # type: ignore[method-assign]
+    log.append([Document("new-0", "Copper kettle", "Boils water.")])
+    report = work.run()
+    assert report.embedded == 4 and report.compacted is not None
+    # Every pass while the writes went on started from a newer version: each compacted the
+    # documents embedded before it, not waiting for the writes to stop.
+    assert seen[0] < seen[1] < seen[2] < seen[3]
     assert not work.pending()
