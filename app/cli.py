@@ -134,7 +134,7 @@ def _index(args: argparse.Namespace) -> int:
     from index.passages import PassageOptions
     from index.snapshot import BuildOptions, read_manifest, write_snapshot
     from index.sources import open_source
-    from index.vector_stage import VectorOptions
+    from index.vector_params import VectorOptions
 
     if args.workers < 1:
         raise ProgsearchError(f"--workers must be at least 1, got {args.workers}")

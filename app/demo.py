@@ -27,7 +27,7 @@ from index.embedding import document_text, inputs_hash
 from index.passages import PassageOptions, layout_passages
 from index.snapshot import BuildOptions, write_snapshot
 from index.sources import open_source
-from index.vector_stage import VectorOptions
+from index.vector_params import VectorOptions
 
 __all__ = [
     "SHIPPED", "default_demo_dir", "ensure_demo_index", "export_vectors", "stale_shipped_vectors",

@@ -53,7 +53,8 @@ from index.core.encoder import Encoder, EncoderConfig, exported_model_dir, model
 from index.core.onnx_export import ST_INT8_FILE
 from index.core.onnx_session import QueryModel, load_tokenizer, onnx_forward
 from index.embedding import document_text, embed_corpus
-from index.vectors import IndexParams, VectorIndex, build_vector_index
+from index.vector_params import IndexParams
+from index.vectors import VectorIndex, build_vector_index
 
 Vectors = npt.NDArray[np.float32]
 SCIFACT_DOCS = 5_183

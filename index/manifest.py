@@ -14,16 +14,13 @@ import types
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from index.analyzer import AnalyzerSettings
 from index.core.bm25 import BM25Params
 from index.core.errors import SnapshotError
 from index.passages import PassageOptions
-
-if TYPE_CHECKING:
-    from index.vector_stage import VectorOptions
-    from index.vectors import IndexParams
+from index.vector_params import IndexParams, VectorOptions
 
 __all__ = [
     "ArrayEntry",
@@ -199,8 +196,6 @@ def _build_json(options: VectorOptions) -> Json:
 def _build_options(data: Json) -> VectorOptions:
     """The vector options a build recorded; fields this version does not know are dropped
     (they were an older build's), missing ones take today's defaults."""
-    from index.vector_stage import VectorOptions
-
     known = {f.name for f in fields(VectorOptions)}
     build = {k: v for k, v in data.items() if k in known}
     passages = build.pop("passages", None)
@@ -237,7 +232,6 @@ class VectorsEntry:
     @classmethod
     def from_json(cls, data: Json) -> VectorsEntry:
         # The vector stage pulls in FAISS: imported only for a snapshot that has vectors.
-        from index.vectors import IndexParams
 
         passages = data.get("passages")
         return cls(

@@ -50,7 +50,8 @@ from index.sources import BLOCK_BYTES
 if TYPE_CHECKING:
     # The vector stage pulls in FAISS: imported only by a build that embeds, so loading a
     # snapshot to serve it stays quick.
-    from index.vector_stage import PrecomputedVectors, VectorOptions
+    from index.vector_params import VectorOptions
+    from index.vector_stage import PrecomputedVectors
 
 __all__ = [
     "FORMAT_VERSION",

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,30 +25,10 @@ from index.core.errors import SnapshotError
 from index.docstore import DocStore
 from index.embedding import DocumentEncoder, document_text, embed_corpus, inputs_hash
 from index.passages import PASSAGES_DIR, PassageOptions, layout_passages, save_passages
-from index.vectors import IndexParams, Storage, build_vector_index, save_vector_index
+from index.vector_params import IndexParams, VectorOptions
+from index.vectors import build_vector_index, save_vector_index
 
 __all__ = ["PrecomputedVectors", "VectorOptions", "build_passages", "build_vectors"]
-
-
-@dataclass(frozen=True)
-class VectorOptions:
-    kind: Literal["int8", "fp32"] = "fp32"
-    """Document vectors are made once, so the more faithful fp32 model is the default."""
-    batch_size: int = 32
-    threads: int = 2
-    exact_max: int = 200_000
-    hnsw_m: int = 32
-    ef_construction: int = 200
-    ef_search: int = 320
-    hnsw_storage: Storage = "sq8"
-    """What HNSW nodes hold (see `index.vectors`). The HNSW defaults are bench/semantic.py's at
-    1M x 384: sq8 with efSearch 320 found recall@10 0.984 in 1.65 ms (k=100); float nodes took
-    1.97 ms for 0.981 at efSearch 256, and their graph file is 2.8 times as large."""
-    cache_dir: Path | None = None
-    passages: PassageOptions | None = field(default_factory=PassageOptions)
-    """Also embed the passages of every document (`None`: no enhanced phase)."""
-    passage_batch_size: int = 128
-    """Passages (sentences) are short: more of them fit the same work per batch."""
 
 
 @dataclass(frozen=True)

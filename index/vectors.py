@@ -15,15 +15,15 @@ exact limit), so the vectors are not stored twice.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import faiss
 import numpy as np
 import numpy.typing as npt
 
 from index.core.errors import QueryError, SnapshotError
+from index.vector_params import STORAGES, IndexParams, Storage
 
 __all__ = [
     "IndexParams",
@@ -36,46 +36,6 @@ __all__ = [
 
 VECTORS_FILE = "vectors.npy"
 HNSW_FILE = "hnsw.faiss"
-IndexKind = Literal["flat", "hnsw"]
-Storage = Literal["flat", "sq8"]
-STORAGES: tuple[Storage, ...] = get_args(Storage)
-
-
-@dataclass(frozen=True)
-class IndexParams:
-    """What was built; stored in a manifest via :meth:`to_dict` and read back by :meth:`from_dict`.
-
-    ``hnsw_m``, ``ef_construction``, ``ef_search``, ``storage`` and ``refine`` matter only for
-    ``kind == "hnsw"``. With ``storage == "sq8"`` a search re-scores at least ``refine`` of the
-    graph's candidates exactly (more when more are asked for).
-    """
-
-    kind: IndexKind
-    count: int
-    dim: int
-    metric: str = "inner_product"
-    hnsw_m: int = 32
-    ef_construction: int = 200
-    ef_search: int = 256
-    storage: Storage = "flat"
-    refine: int = 100
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> IndexParams:
-        try:
-            params = cls(**data)
-        except TypeError as exc:
-            raise SnapshotError(f"vector index parameters {data!r} are malformed: {exc}") from exc
-        if params.kind not in ("flat", "hnsw"):
-            raise SnapshotError(f"vector index kind {params.kind!r} is unknown; 'flat' or 'hnsw'")
-        if params.storage not in STORAGES:
-            raise SnapshotError(f"vector storage {params.storage!r} is unknown; one of {STORAGES}")
-        return params
-
-
 def _check_vectors(vectors: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
     if vectors.ndim != 2 or vectors.shape[1] == 0:
         raise QueryError(f"vectors must be a 2-D (n, d) array, got shape {vectors.shape}")

@@ -73,7 +73,7 @@ SAMPLE = Path(__file__).resolve().parent.parent / "app" / "data" / "sample.jsonl
 @pytest.fixture(scope="session")
 def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The 20-product sample with vectors: small enough to embed in seconds."""
-    from index.vector_stage import VectorOptions
+    from index.vector_params import VectorOptions
 
     root = tmp_path_factory.mktemp("sample")
     options = BuildOptions(workers=1, vectors=VectorOptions(batch_size=8))

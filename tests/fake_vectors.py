@@ -14,7 +14,8 @@ from index.core.types import Document
 from index.embedding import document_text, inputs_hash
 from index.passages import PassageOptions, layout_passages
 from index.snapshot import BuildOptions, write_snapshot
-from index.vector_stage import PrecomputedVectors, VectorOptions
+from index.vector_params import VectorOptions
+from index.vector_stage import PrecomputedVectors
 
 DIM = 16
 FINGERPRINT = "fake-encoder"

@@ -16,7 +16,7 @@ from index.core.types import Document
 from index.manifest import Manifest
 from index.passages import PassageOptions
 from index.snapshot import MANIFEST, BuildOptions, load_snapshot, resolve_version, write_snapshot
-from index.vector_stage import VectorOptions
+from index.vector_params import VectorOptions
 from tests.conftest import make_corpus
 from tests.fake_vectors import FINGERPRINT, build_with_vectors, precomputed
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -176,3 +178,20 @@ def test_stop_in_parallel_build_leaves_no_temporary_folder(tmp_path: Path) -> No
     with pytest.raises(SourceError, match=r"corpus.jsonl:151: malformed JSON"):
         write_snapshot(source, root, BuildOptions(workers=2, block_bytes=500))
     assert list(root.iterdir()) == []
+
+
+@pytest.mark.model
+def test_loading_a_snapshot_with_vectors_imports_no_faiss(sample_root: Path) -> None:
+    """Loading stays off the semantic stack (start-up answers keyword queries at once): the
+    typed manifest's vector parameters live apart from FAISS and the encoder."""
+    code = (
+        "import sys\n"
+        "from index.snapshot import load_snapshot\n"
+        f"snap = load_snapshot({str(sample_root)!r})\n"
+        "assert snap.manifest.has_vectors and snap.manifest.index_params is not None\n"
+        "print(sorted(m for m in ('faiss', 'torch', 'sentence_transformers', 'onnxruntime')"
+        " if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "[]"

@@ -16,11 +16,10 @@ from index.core.errors import ModelError, QueryError, SnapshotError
 from index.core.types import Document
 from index.embedding import document_text, embed_corpus
 from index.snapshot import load_snapshot
-from index.vector_stage import VectorOptions
+from index.vector_params import IndexParams, VectorOptions
 from index.vectors import (
     HNSW_FILE,
     VECTORS_FILE,
-    IndexParams,
     VectorIndex,
     build_vector_index,
     load_vector_index,

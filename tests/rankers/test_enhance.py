@@ -17,7 +17,7 @@ from index.core.errors import QueryError
 from index.passages import SENTENCE, TITLE, quantize
 from index.snapshot import BuildOptions, Snapshot, load_snapshot, write_snapshot
 from index.sources import open_source
-from index.vector_stage import VectorOptions
+from index.vector_params import VectorOptions
 from rankers.enhance import EnhancedRanker, EnhanceSettings
 from rankers.features import (
     combine,

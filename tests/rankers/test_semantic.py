@@ -11,7 +11,7 @@ from index.core.encoder import Encoder, EncoderConfig
 from index.core.errors import QueryError
 from index.snapshot import BuildOptions, Snapshot, load_snapshot, write_snapshot
 from index.sources import open_source
-from index.vector_stage import VectorOptions
+from index.vector_params import VectorOptions
 from rankers.keyword import KeywordRanker
 from rankers.semantic import FusionSettings, SemanticRanker
 
