@@ -18,6 +18,13 @@ a scratch folder, which the server serves live with `PROGSEARCH_BROKER_URL` set,
    comes after the batch is durable (one SQLite transaction, fsynced). The peer is the least a
    durable HTTP write costs: a Starlette app on the same uvicorn that appends the body to a
    file and fsyncs it.
+3. **Writes faster than embedding** (`--sustain SECONDS`, 0 skips it). On a fresh copy, with
+   `PROGSEARCH_COMPACT_CHANGES` and `PROGSEARCH_MAX_PENDING` at `--sustain-compact` and
+   `--sustain-pending`: the worker's embedding rate is measured first (documents embedded in
+   30 s), then documents are written at twice that rate for SECONDS, in batches of 10. Every
+   10 s a row gives the delta's size (changes in the log since the current version), the
+   documents waiting for vectors, the snapshot versions published, and the writes refused with
+   429 so far: the delta stays bounded while writes outpace embedding.
 """
 
 from __future__ import annotations
@@ -158,6 +165,10 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--sustain", type=float, default=0.0,
+                        help="seconds of writes at twice the embedding rate (figure 3)")
+    parser.add_argument("--sustain-compact", type=int, default=1000)
+    parser.add_argument("--sustain-pending", type=int, default=1000)
     args = parser.parse_args()
     print("$ " + shlex.join([sys.executable, "-m", "bench.ingest_http", *sys.argv[1:]]))
 
@@ -180,9 +191,94 @@ def main() -> int:
                     "PROGSEARCH_API_KEY": KEY, "PROGSEARCH_BROKER_URL": args.redis_url,
                     "PROGSEARCH_PRECOMPUTE_TOP": "0"})
             wait_ready(server)
-            return run(args, corpus, servers, server, work)
+            status = run(args, corpus, servers, server, work)
         finally:
             servers.close()
+        if args.sustain > 0:
+            redis.Redis.from_url(args.redis_url).flushdb()
+            sustained(args, corpus, work)
+        return status
+
+
+def delta_state(log: Any, root: Path) -> tuple[int, int, str]:
+    """Changes in the log since the current version, documents waiting for vectors, and the
+    current version's name."""
+    from index.snapshot import read_manifest, resolve_version
+
+    folder = resolve_version(root)
+    base = read_manifest(folder).delta_seq
+    changes = log.changes_since(base)
+    waiting = len(log.pending_embeddings(1_000_000))
+    return sum(c.op != "vectors" for c in changes), waiting, folder.name
+
+
+def sustained(args: argparse.Namespace, corpus: list[dict[str, Any]], work: Path) -> None:
+    from index.delta import DeltaLog
+
+    root = work / "sustained"
+    shutil.copytree(args.index, root, ignore=shutil.ignore_patterns("delta.sqlite*"))
+    env = {"PROGSEARCH_COMPACT_CHANGES": str(args.sustain_compact),
+           "PROGSEARCH_MAX_PENDING": str(args.sustain_pending)}
+    os.environ.update(env)  # the worker reads them too
+    servers = Servers(work, root)
+    try:
+        worker = servers.worker("worker-sustained", args.redis_url)
+        wait_worker(worker)
+        server = servers.spawn("progsearch-sustained", [
+            *servers.progsearch_cmd, "serve", str(root), "--port", "{port}",
+            "--log-level", "warning"], env={
+                **env, "PROGSEARCH_API_KEY": KEY, "PROGSEARCH_BROKER_URL": args.redis_url,
+                "PROGSEARCH_PRECOMPUTE_TOP": "0"})
+        wait_ready(server)
+        log = DeltaLog.open(root)
+        url = f"http://127.0.0.1:{server.port}/documents"
+        n = 0
+
+        def body(count: int) -> bytes:
+            nonlocal n
+            lines = [orjson.dumps(as_doc(corpus[(n + i) % len(corpus)], f"sus-{n + i}"))
+                     for i in range(count)]
+            n += count
+            return b"\n".join(lines) + b"\n"
+
+        with httpx.Client(timeout=60) as client:
+            client.post(url, content=body(200), headers=HEADERS).raise_for_status()
+            time.sleep(5)  # the worker's first pass loads its encoder
+            _, before, _ = delta_state(log, root)
+            time.sleep(30)
+            _, after, _ = delta_state(log, root)
+            rate = max((before - after) / 30, 0.5)
+            print(f"\n3. writes at twice the embedding rate for {args.sustain:g} s "
+                  f"(embedding {rate:.1f} docs/s, so {2 * rate:.1f} docs/s written in batches of "
+                  f"10; PROGSEARCH_COMPACT_CHANGES {args.sustain_compact}, "
+                  f"PROGSEARCH_MAX_PENDING {args.sustain_pending})")
+            rows = []
+            refused = accepted = 0
+            versions = {delta_state(log, root)[2]}
+            start = time.perf_counter()
+            next_row = 0.0
+            while (elapsed := time.perf_counter() - start) < args.sustain:
+                r = client.post(url, content=body(10), headers=HEADERS)
+                if r.status_code == 429:
+                    refused += 10
+                    assert r.json()["error"]["code"] == "backlog"
+                else:
+                    r.raise_for_status()
+                    accepted += 10
+                if elapsed >= next_row:
+                    size, waiting, version = delta_state(log, root)
+                    versions.add(version)
+                    rows.append([round(elapsed), size, waiting, len(versions) - 1, accepted,
+                                 refused])
+                    next_row += 10.0
+                time.sleep(max(0.0, 10 / (2 * rate) - (time.perf_counter() - start - elapsed)))
+        print_table(rows, ["s", "delta changes", "waiting", "versions published", "accepted",
+                           "refused (429)"])
+        most = max(r[1] for r in rows)
+        print(f"   largest delta {most} changes (bound: compaction at {args.sustain_compact} "
+              f"+ at most {args.sustain_pending} waiting)")
+    finally:
+        servers.close()
 
 
 def run(args: argparse.Namespace, corpus: list[dict[str, Any]], servers: Servers,
