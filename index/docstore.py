@@ -196,6 +196,13 @@ class DocStore:
             self._local.conn = conn
         return conn
 
+    def close(self) -> None:
+        """Close this thread's connection (the others close with their threads)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
     def _rows(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
         try:
             return self._conn().execute(sql, args).fetchall()
@@ -245,6 +252,18 @@ class DocStore:
                 "SELECT title, text FROM docs WHERE idx >= ? ORDER BY idx LIMIT ?", (start, batch)
             )
             yield from ((r[0], r[1]) for r in rows)
+            if len(rows) < batch:
+                return
+            start += batch
+
+    def iter_extra(self, batch: int = 10_000) -> Iterator[dict[str, Any]]:
+        """The other fields of every document (as stored), in row order."""
+        start = 0
+        while True:
+            rows = self._rows(
+                "SELECT fields FROM docs WHERE idx >= ? ORDER BY idx LIMIT ?", (start, batch)
+            )
+            yield from ({} if r[0] in ("{}", None) else json.loads(r[0]) for r in rows)
             if len(rows) < batch:
                 return
             start += batch

@@ -18,8 +18,9 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 from index.analyzer import AnalyzerSettings
 from index.core.bm25 import BM25Params
-from index.core.errors import SnapshotError
+from index.core.errors import SnapshotError, SourceError
 from index.passages import PassageOptions
+from index.schema import Schema
 from index.vector_params import IndexParams, VectorOptions
 
 __all__ = [
@@ -80,6 +81,13 @@ def _check_fields(part: object, where: str) -> None:
         value = getattr(part, f.name)
         if not _matches(value, hints[f.name]):
             raise SnapshotError(f"manifest field '{where}.{f.name}' is {value!r}")
+
+
+def _schema(data: Json) -> Schema:
+    try:
+        return Schema.from_json(data)
+    except SourceError as exc:
+        raise SnapshotError(str(exc)) from None
 
 
 def _parsed(where: str, parse: Callable[[Json], T], value: object, *, check: bool = False) -> T:
@@ -263,6 +271,8 @@ class Manifest:
     """sha256 of the files' checksums: the content's identity (it names the version)."""
     delta_seq: int = 0
     """The last delta log seq a compaction folded into this snapshot (0: none)."""
+    schema: Schema | None = None
+    """The structured fields, stored as columns in ``fields/`` (None: a snapshot without)."""
     extra: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType({}))
     """Fields this version does not know, kept as they were."""
 
@@ -324,6 +334,7 @@ class Manifest:
             "arrays": {name: entry.to_json() for name, entry in self.arrays.items()},
             "files": {name: entry.to_json() for name, entry in self.files.items()},
             "checksum": self.checksum,
+            **({"schema": self.schema.to_json()} if self.schema is not None else {}),
         }
 
     @classmethod
@@ -367,5 +378,6 @@ class Manifest:
             ),
             checksum=_get(obj, "checksum", str),
             delta_seq=delta_seq,
+            schema=_parsed("schema", _schema, obj["schema"]) if "schema" in obj else None,
             extra=types.MappingProxyType({k: v for k, v in obj.items() if k not in known}),
         )

@@ -20,13 +20,15 @@ byte, so it is optional (`verify=True`, or `progsearch verify`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import itertools
 import json
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -40,12 +42,14 @@ from tqdm import tqdm
 from index.analysis_pool import Batch, analyzed_batches
 from index.analyzer import AnalyzerSettings
 from index.builder import KeywordBuilder
+from index.columns import Column, build_columns, load_columns, save_columns
 from index.core.bm25 import BM25Params
 from index.core.errors import SnapshotError, SourceError
 from index.core.types import Document
 from index.docstore import DocStore, DocStoreWriter
 from index.manifest import ArrayEntry, BuildSeconds, Counts, FileEntry, Manifest, VectorsEntry
-from index.sources import BLOCK_BYTES
+from index.schema import INFER_SAMPLE, Schema
+from index.sources import BLOCK_BYTES, SourceReader
 
 if TYPE_CHECKING:
     # The vector stage pulls in FAISS: imported only by a build that embeds, so loading a
@@ -81,6 +85,10 @@ class BuildOptions:
     progress: bool = False
     vectors: VectorOptions | None = None
     """Embed the documents and index the vectors (`None`: a keyword-only snapshot)."""
+    schema: Schema | None = None
+    """The structured fields (`index.schema`); None: inferred from the data when
+    `infer_schema`, else none."""
+    infer_schema: bool = True
 
 
 def _sha256(path: Path, *, sync: bool = False) -> str:
@@ -153,6 +161,7 @@ def write_snapshot(
     `delta_seq` is the last change of the delta log a compaction folds in."""
     if precomputed is not None and options.vectors is None:
         raise SnapshotError("precomputed vectors given to a build without vectors")
+    docs, schema = _with_schema(docs, options)
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
@@ -194,6 +203,8 @@ def write_snapshot(
         (tmp / "blocks").rmdir()
         if builder.n_docs == 0:
             raise SourceError("the source holds no valid document; nothing was indexed")
+        if schema is not None:
+            schema = _write_columns(tmp, schema)
         with ThreadPoolExecutor(2) as background:
             # Checksum and sync each large file as soon as it is complete (the store now, the
             # postings as they are written), while the rest of the index is computed.
@@ -245,6 +256,7 @@ def write_snapshot(
             files=files,
             checksum=digest,
             delta_seq=delta_seq,
+            schema=schema,
         )
         (tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2))
         _fsync_tree(tmp)
@@ -258,6 +270,49 @@ def write_snapshot(
     _set_current(root, version)
     _drop_old_versions(root, keep=version)
     return final
+
+
+def _with_schema(
+    docs: Iterable[Document], options: BuildOptions
+) -> tuple[Iterable[Document], Schema | None]:
+    """The documents, checked against the schema (given, or inferred from the first
+    records), and the schema (None when there are no structured fields)."""
+    schema = options.schema
+    if isinstance(docs, SourceReader):
+        if schema is None and options.infer_schema:
+            schema = docs.infer_schema()
+        docs.schema = schema or None
+        return docs, docs.schema
+    it = iter(docs)
+    head = list(itertools.islice(it, INFER_SAMPLE))
+    if schema is None and options.infer_schema:
+        schema = Schema.infer(d.fields for d in head)
+    if not schema:
+        return itertools.chain(head, it), None
+    checked = schema
+
+    def check(stream: Iterable[Document]) -> Iterator[Document]:
+        for doc in stream:
+            if doc.fields:
+                try:
+                    checked.check(doc.fields)
+                except ValueError as exc:
+                    raise SourceError(f"document {doc.id!r}: {exc}") from None
+            yield doc
+
+    return check(itertools.chain(head, it)), schema
+
+
+def _write_columns(tmp: Path, schema: Schema) -> Schema:
+    """The structured fields' columns, from the store just written, in ``fields/``; the
+    schema with each number field's integer flag taken from the data."""
+    store = DocStore(tmp / "docs" / "store.sqlite")
+    try:
+        specs, columns = build_columns(schema.fields, store.iter_extra())
+    finally:
+        store.close()
+    save_columns(tmp, specs, columns)
+    return Schema(specs)
 
 
 def _new_version_name(root: Path, digest: str) -> str:
@@ -338,6 +393,12 @@ class Snapshot:
     @property
     def n_docs(self) -> int:
         return self.manifest.n_docs
+
+    @functools.cached_property
+    def columns(self) -> Mapping[str, Column]:
+        """The structured fields' columns, memory-mapped, by field name (empty: none)."""
+        schema = self.manifest.schema
+        return load_columns(schema.fields, self.arrays) if schema is not None else {}
 
     def external_id(self, idx: int) -> str:
         ptr = self.arrays["docs/id_ptr.npy"]

@@ -15,10 +15,11 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +27,7 @@ import orjson
 
 from index.core.errors import SourceError
 from index.core.types import Document
+from index.schema import INFER_SAMPLE, Schema
 
 __all__ = [
     "MAX_ID_CHARS",
@@ -184,6 +186,8 @@ class RecordParser:
     id_field: str | None
     title_field: str
     text_field: str
+    schema: Schema | None = None
+    """Structured fields every record's values are checked against."""
 
     def __call__(self, data: bytes) -> Records:
         out = Records(0)
@@ -206,6 +210,8 @@ class RecordParser:
                 doc_id, title, text, extra = _record_fields(
                     record, id_field, title_field, text_field
                 )
+                if self.schema is not None and extra:
+                    self.schema.check(extra)
             except ValueError as exc:
                 out.problems.append((n, str(exc)))
                 continue
@@ -236,6 +242,8 @@ class SourceReader:
     text_field: str = "text"
     on_error: OnError = "skip"
     problems: list[str] = field(default_factory=list)
+    schema: Schema | None = None
+    """Structured fields every record is checked against (see `index.schema`)."""
 
     _seen: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     _lines_before: int = field(default=0, init=False, repr=False)
@@ -261,6 +269,9 @@ class SourceReader:
                     title_field=self.title_field,
                     text_field=self.text_field,
                 )
+                if self.schema is not None and doc.fields:
+                    doc = replace(doc, fields=self.schema.from_text(doc.fields))
+                    self.schema.check(doc.fields)
                 if doc.id in seen:
                     raise ValueError(f"duplicate id {doc.id!r} (first seen on line {seen[doc.id]})")
             except ValueError as exc:
@@ -269,6 +280,14 @@ class SourceReader:
             seen[doc.id] = line_no
             yield doc
 
+    def infer_schema(self, sample: int = INFER_SAMPLE) -> Schema:
+        """The schema the first `sample` valid records suggest (`index.schema`)."""
+        probe = replace(self, problems=[], on_error="skip", schema=None)
+        records = (d.fields for d in itertools.islice(iter(probe), sample))
+        if _resolve(Path(self.path), self.fmt)[1] == "csv":
+            return Schema.infer(Schema.text_values(f) for f in records)
+        return Schema.infer(records)
+
     def blocks(self, size: int = BLOCK_BYTES) -> tuple[RecordParser, Iterator[Block]] | None:
         """For a JSON Lines source: the parser and the blocks of about `size` bytes to give it,
         whose records then go through `accept` in order. None for a CSV source."""
@@ -276,7 +295,7 @@ class SourceReader:
         if fmt == "csv":
             return None
         self._seen, self._lines_before, self._file = {}, 0, str(file)
-        parser = RecordParser(fmt, self.id_field, self.title_field, self.text_field)
+        parser = RecordParser(fmt, self.id_field, self.title_field, self.text_field, self.schema)
         return parser, self._blocks(file, max(1, size))
 
     @staticmethod
