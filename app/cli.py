@@ -33,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
         choices=["skip", "stop"],
         help="skip a bad line with a warning, or stop at it",
     )
+    ix.add_argument("--schema", type=Path,
+                    help="TOML schema of the structured fields (default: inferred from the data)")
+    ix.add_argument("--no-schema", action="store_true",
+                    help="no structured fields: other fields are stored and returned only")
     ix.add_argument("--workers", type=int, default=2, help="analysis processes")
     ix.add_argument("--title-weight", type=float, default=2.0)
     ix.add_argument("--k1", type=float, default=1.2)
@@ -132,6 +136,7 @@ def _index(args: argparse.Namespace) -> int:
     from index.analyzer import AnalyzerSettings
     from index.core.bm25 import BM25Params
     from index.passages import PassageOptions
+    from index.schema import Schema
     from index.snapshot import BuildOptions, read_manifest, write_snapshot
     from index.sources import open_source
     from index.vector_params import VectorOptions
@@ -151,6 +156,8 @@ def _index(args: argparse.Namespace) -> int:
         bm25=BM25Params(k1=args.k1, b=args.b, title_weight=args.title_weight),
         workers=args.workers,
         progress=not args.quiet,
+        schema=Schema.from_toml(args.schema) if args.schema else None,
+        infer_schema=not args.no_schema,
         vectors=None
         if args.no_vectors
         else VectorOptions(
@@ -170,6 +177,9 @@ def _index(args: argparse.Namespace) -> int:
         f"indexed {n} documents into {folder} in {took:.1f} s "
         f"(keyword index and store: {kw:.1f} s, {n / max(kw, 1e-9):,.0f} docs/s)"
     )
+    if manifest.schema:
+        print("structured fields: " + ", ".join(
+            f"{f.name} ({f.type})" for f in manifest.schema.fields))
     if source.problems:
         print(f"skipped {len(source.problems)} bad lines (see the warnings above)", file=sys.stderr)
     return 0

@@ -30,6 +30,7 @@ from index.core.errors import SourceError
 from index.core.types import Document
 from index.delta import DeltaLog
 from index.ingest import parse_documents
+from index.schema import Schema
 from index.sources import MAX_ID_CHARS
 
 __all__ = ["Writer", "delete_document", "get_document", "post_documents"]
@@ -129,9 +130,9 @@ def _ndjson(request: Request) -> bool | None:
     return None
 
 
-def _parse(body: bytes, ndjson: bool | None) -> list[Document]:
+def _parse(body: bytes, ndjson: bool | None, schema: Schema | None = None) -> list[Document]:
     try:
-        return parse_documents(body, ndjson=ndjson)
+        return parse_documents(body, ndjson=ndjson, schema=schema)
     except SourceError as exc:
         raise ApiError(422, "invalid_document", str(exc)) from None
 
@@ -150,7 +151,8 @@ async def post_documents(request: Request) -> Response:
     body = await _body(request, settings.max_body_bytes)
     if not body.strip():
         raise ApiError(422, "invalid_document", "the body holds no document")
-    docs = await anyio.to_thread.run_sync(_parse, body, _ndjson(request))
+    docs = await anyio.to_thread.run_sync(_parse, body, _ndjson(request),
+                                          writer.engine.snapshot.manifest.schema)
     writer.check_backlog()
     await _check_broker(writer)
     seq = await anyio.to_thread.run_sync(writer.log.append, docs)

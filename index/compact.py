@@ -68,6 +68,8 @@ def build_options(manifest: Manifest, workers: int = 1) -> BuildOptions:
         bm25=manifest.bm25,
         workers=workers,
         vectors=manifest.vector_options,
+        schema=manifest.schema,
+        infer_schema=False,
     )
 
 

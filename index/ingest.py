@@ -28,6 +28,7 @@ from index.core.types import Document
 from index.delta import Change, DeltaLog
 from index.embedding import DocumentEncoder, document_text
 from index.passages import PassageOptions, layout_passages
+from index.schema import Schema
 from index.sources import document_from_record
 
 if TYPE_CHECKING:
@@ -62,17 +63,23 @@ def _records(body: bytes, ndjson: bool | None) -> list[tuple[str, Any]]:
     return records
 
 
-def parse_documents(body: bytes, *, ndjson: bool | None = None) -> list[Document]:
+def parse_documents(
+    body: bytes, *, ndjson: bool | None = None, schema: Schema | None = None
+) -> list[Document]:
     """Documents of a request body: NDJSON (one object per line) when `ndjson`, one JSON
     object or an array of them when not; None tries JSON first, then NDJSON (the HTTP layer
-    passes what the content type says)."""
+    passes what the content type says). With a `schema`, their structured fields are checked
+    against it (a `SourceError` names the line or item and the field)."""
     docs = []
     for where, record in _records(body, ndjson):
         try:
             # "id", or BEIR's "_id"; a record with neither is told about "id".
             beir = isinstance(record, dict) and "id" not in record and "_id" in record
             id_field = "_id" if beir else "id"
-            docs.append(document_from_record(record, id_field=id_field))
+            doc = document_from_record(record, id_field=id_field)
+            if schema is not None and doc.fields:
+                schema.check(doc.fields)
+            docs.append(doc)
         except ValueError as exc:
             raise SourceError(f"{where}: {exc}") from exc
     if not docs:
