@@ -3,6 +3,7 @@ every segment of a view (:mod:`rankers.segment`)."""
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass, field
 
@@ -32,10 +33,24 @@ class QueryPlan:
     corrections: tuple[Correction, ...] = ()
     expansion: Expansion | None = None
     unknown: tuple[str, ...] = ()
-    words: tuple[tuple[str, float], ...] = ()
-    """The same weighted terms as index terms (stems), for segments with their own term
-    dictionary; with written documents, also the query words the snapshot does not know but
-    they do (those are neither corrected nor reported unknown)."""
+    vocabulary: npt.NDArray[np.str_] | None = None
+    """The snapshot's index terms, which `terms` are rows of."""
+    searched_as_typed: tuple[tuple[str, float], ...] | None = None
+    """With written documents: every weighted term as a stem, including query words the
+    snapshot does not know but another segment does (neither corrected nor reported
+    unknown); None: the same as `terms`."""
+
+    @functools.cached_property
+    def words(self) -> tuple[tuple[str, float], ...]:
+        """The weighted terms as index terms (stems), for segments with their own term
+        dictionary (computed when a segment asks: the snapshot reads `terms`)."""
+        if self.searched_as_typed is not None:
+            return self.searched_as_typed
+        vocab = self.vocabulary
+        if vocab is None:
+            return ()
+        pairs = zip(self.terms.tolist(), self.weights.tolist(), strict=True)
+        return tuple((str(vocab[t]), w) for t, w in pairs)
 
 
 def wants_prefix(query: str) -> bool:
@@ -105,15 +120,14 @@ class KeywordRanker:
             corrections, unknown = self._known_elsewhere(view, weights, extra, corrections, unknown)
         ids = np.fromiter(weights.keys(), dtype=np.int64, count=len(weights))
         ws = np.fromiter(weights.values(), dtype=np.float32, count=len(weights))
-        words: dict[str, float] = {}
+        typed = None
         if extra:
-            words = {str(self.vocab.terms[t]): float(w) for t, w in zip(ids, ws, strict=True)}
+            words = {str(self.vocab.terms[t]): w for t, w in weights.items()}
             for stem, w in extra.items():
                 words[stem] = words.get(stem, 0.0) + w
-        else:
-            words = {str(self.vocab.terms[t]): w for t, w in weights.items()}
+            typed = tuple(words.items())
         return QueryPlan(
-            ids, ws, tuple(corrections), expansion, tuple(unknown), tuple(words.items())
+            ids, ws, tuple(corrections), expansion, tuple(unknown), self.vocab.terms, typed
         )
 
     def _known_elsewhere(
@@ -163,10 +177,11 @@ class KeywordRanker:
         """The top k of every segment merged by score (equal scores: lower number first);
         `all_scores` covers every document when every segment was scored densely."""
         view = view or self.view
-        tops = [seg.top(plan, view, k) for seg in view.segments]
-        if len(tops) == 1:
-            docs, scores, full = tops[0]
+        segments = view.segments
+        if len(segments) == 1:
+            docs, scores, full = segments[0].top(plan, view, k)
         else:
+            tops = [seg.top(plan, view, k) for seg in segments]
             docs = np.concatenate([t[0] + seg.base for t, seg in zip(tops, view.segments,
                                                                      strict=True)])
             scores = np.concatenate([t[1] for t in tops]).astype(np.float32)
