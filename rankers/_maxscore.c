@@ -111,6 +111,7 @@ typedef struct {
     Py_ssize_t n_docs;
     int64_t *out_doc;
     float *out_score;
+    const uint8_t *allow; /* NULL, or n_docs flags: documents outside it are never scored */
 } Search;
 
 /* Returns the number of results written, or -1 (out of memory), or -2 (a bad document id). */
@@ -148,6 +149,21 @@ run_search(const Search *s)
         if ((uint32_t)cur >= (uint64_t)s->n_docs) {
             result = -2;
             goto done;
+        }
+        if (s->allow != NULL && !s->allow[cur]) {
+            /* Filtered out: step the walked lists past it, score nothing. */
+            int32_t skip = INT32_MAX;
+            for (Py_ssize_t j = 0; j < essential; j++) {
+                int64_t p = pos[j];
+                if (p < end[j] && pd[p] == cur) {
+                    pos[j] = ++p;
+                }
+                if (p < end[j] && pd[p] < skip) {
+                    skip = pd[p];
+                }
+            }
+            cur = skip;
+            continue;
         }
         float score = 0.0f;
         int32_t next = INT32_MAX;
@@ -220,12 +236,14 @@ done:
 #define N_BUFS 8
 
 PyDoc_STRVAR(top_k_doc,
-"top_k(ptr, post_doc, post_imp, terms, weights, rest, n_docs, out_doc, out_score, /)\n--\n\n"
+"top_k(ptr, post_doc, post_imp, terms, weights, rest, n_docs, out_doc, out_score,\n"
+"      allow=None, /)\n--\n\n"
 "MaxScore top-k: terms (int64) and their weights (float32) in decreasing order of their\n"
 "best contribution; rest (float64, len(terms) + 1) the bound of terms[j:] (rest[-1] == 0);\n"
 "k is len(out_doc) (int64) == len(out_score) (float32). Postings: ptr (int64), post_doc\n"
 "(int32, ascending per term, each < n_docs), post_imp (float32). Returns the number of\n"
-"results written, best first (equal scores in document order).");
+"results written, best first (equal scores in document order). allow (uint8, n_docs), when\n"
+"given, limits the search to the documents it flags.");
 
 static PyObject *
 maxscore_top_k(PyObject *module, PyObject *args)
@@ -233,10 +251,14 @@ maxscore_top_k(PyObject *module, PyObject *args)
     (void)module;
     PyObject *objs[N_BUFS];
     Py_ssize_t n_docs;
-    if (!PyArg_ParseTuple(args, "OOOOOOnOO", &objs[0], &objs[1], &objs[2], &objs[3], &objs[4],
-                          &objs[5], &n_docs, &objs[6], &objs[7])) {
+    PyObject *allow_obj = Py_None;
+    if (!PyArg_ParseTuple(args, "OOOOOOnOO|O", &objs[0], &objs[1], &objs[2], &objs[3],
+                          &objs[4], &objs[5], &n_docs, &objs[6], &objs[7], &allow_obj)) {
         return NULL;
     }
+    Buf allow;
+    memset(&allow, 0, sizeof(allow));
+    int has_allow = allow_obj != Py_None;
     static const char *names[N_BUFS] = {"ptr",     "post_doc", "post_imp", "terms",
                                         "weights", "rest",     "out_doc",  "out_score"};
     static const Py_ssize_t items[N_BUFS] = {8, 4, 4, 8, 4, 8, 8, 4};
@@ -246,6 +268,15 @@ maxscore_top_k(PyObject *module, PyObject *args)
     PyObject *out = NULL;
     for (int b = 0; b < N_BUFS; b++) {
         if (get_buf(objs[b], &bufs[b], items[b], writable[b], 1, names[b]) < 0) {
+            goto done;
+        }
+    }
+    if (has_allow) {
+        if (get_buf(allow_obj, &allow, 1, 0, 1, "allow") < 0) {
+            goto done;
+        }
+        if (allow.view.len != n_docs) {
+            PyErr_SetString(PyExc_ValueError, "top_k: allow must have n_docs entries");
             goto done;
         }
     }
@@ -261,6 +292,7 @@ maxscore_top_k(PyObject *module, PyObject *args)
         .n_docs = n_docs,
         .out_doc = bufs[6].view.buf,
         .out_score = bufs[7].view.buf,
+        .allow = has_allow ? allow.view.buf : NULL,
     };
     if (s.n_terms > MAX_TERMS) {
         PyErr_Format(PyExc_ValueError, "top_k: at most %d terms", MAX_TERMS);
@@ -298,6 +330,9 @@ maxscore_top_k(PyObject *module, PyObject *args)
     out = PyLong_FromSsize_t(n);
 done:
     release_bufs(bufs, N_BUFS);
+    if (has_allow) {
+        release_bufs(&allow, 1);
+    }
     return out;
 }
 

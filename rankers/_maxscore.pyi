@@ -13,5 +13,6 @@ def top_k(
     n_docs: int,
     out_doc: npt.NDArray[np.int64],
     out_score: npt.NDArray[np.float32],
+    allow: npt.NDArray[np.bool_] | None = None,
     /,
 ) -> int: ...

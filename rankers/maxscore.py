@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from index.core.bm25 import top_k
-from index.core.types import F32, F64, I32, I64
+from index.core.types import F32, F64, I32, I64, B
 
 try:
     from rankers._maxscore import MAX_TERMS as COMPILED_MAX_TERMS
@@ -45,6 +45,10 @@ __all__ = [
     "select",
 ]
 
+DIRECT_MIN_DOCS = 4096
+DIRECT_SHARE = 64
+"""A filter flagging at most max(DIRECT_MIN_DOCS, n_docs / DIRECT_SHARE) documents has them
+scored directly (a binary search per term and document) instead of walking the postings."""
 DENSE_MAX_DOCS = 65_536
 """Up to this many documents, scoring every posting and selecting over the whole accumulator
 costs less than the bookkeeping of pruning."""
@@ -73,19 +77,31 @@ def score_terms(
     weights: F32,
     k: int,
     acc: F32,
+    allow: B | None = None,
 ) -> tuple[I64, F32, F64 | None]:
     """Top-k documents for a weighted bag of terms, and the score of every document when the
     corpus is small enough to be scored densely (else None).
 
     `acc` is a zeroed float32 scratch array with one slot per document; it is zeroed again
-    before returning, so a caller can keep one per thread.
+    before returning, so a caller can keep one per thread. `allow` (one flag per document)
+    limits the search to the flagged documents: the others are never scored, and score 0 in
+    the dense scores. When few are flagged they are scored directly, by binary search.
     """
     if terms.size == 0 or k <= 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32), None
     if acc.size <= DENSE_MAX_DOCS:
         full = dense_scores(postings, terms, weights, acc.size)
+        if allow is not None:
+            full = np.where(allow, full, 0.0)
         return (*select(full, k), full)
-    return (*score_maxscore(postings, terms, weights, k, acc), None)
+    if allow is not None:
+        rows = np.flatnonzero(allow)
+        if rows.size <= max(DIRECT_MIN_DOCS, acc.size // DIRECT_SHARE):
+            scores = score_docs(postings, terms, weights, rows)
+            best = top_k(scores, k)
+            keep = scores[best] > 0
+            return rows[best][keep].astype(np.int64), scores[best][keep], None
+    return (*score_maxscore(postings, terms, weights, k, acc, allow=allow), None)
 
 
 def score_dense(
@@ -119,7 +135,8 @@ def select(scores: F64, k: int) -> tuple[I64, F32]:
 
 
 def score_maxscore(
-    postings: Postings, terms: I64, weights: F32, k: int, acc: F32, *, compiled: bool = True
+    postings: Postings, terms: I64, weights: F32, k: int, acc: F32, *, compiled: bool = True,
+    allow: B | None = None,
 ) -> tuple[I64, F32]:
     """MaxScore pruning (see the module docstring); same contract as `score_terms`.
 
@@ -137,7 +154,7 @@ def score_maxscore(
         n = compiled_top_k(
             ptr, post_doc, post_imp, np.ascontiguousarray(terms, dtype=np.int64),
             np.ascontiguousarray(weights, dtype=np.float32), np.append(rest, 0.0), acc.size,
-            out_doc, out_score,
+            out_doc, out_score, allow,
         )
         return out_doc[:n], out_score[:n]
     theta = float("-inf")
@@ -148,7 +165,12 @@ def score_maxscore(
         t = int(terms[i])
         lo, hi = int(ptr[t]), int(ptr[t + 1])
         d = post_doc[lo:hi]
-        acc[d] += post_imp[lo:hi] * weights[i]
+        if allow is not None:
+            keep = allow[d]
+            d, imp = d[keep], post_imp[lo:hi][keep]
+        else:
+            imp = post_imp[lo:hi]
+        acc[d] += imp * weights[i]
         seen.append(d)
         n_seen += d.size
         i += 1

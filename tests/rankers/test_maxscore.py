@@ -122,3 +122,39 @@ def test_score_docs_matches_exhaustive(
     full[all_docs] = all_scores
     some = rng.choice(n_docs, 40, replace=False).astype(np.int64)
     np.testing.assert_allclose(score_docs(postings, terms, weights, some), full[some], rtol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("share", [0.5, 0.1, 0.01, 0.0005])
+@pytest.mark.parametrize("n_docs", [2_000, 300_000])
+@pytest.mark.parametrize("compiled", [True, False])
+def test_filtered_search_is_exhaustive_search_of_the_allowed(
+    seed: int, share: float, n_docs: int, compiled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `allow`, every path (dense, direct scoring, compiled or numpy MaxScore) returns the
+    top k of the flagged documents alone."""
+    if not compiled:
+        monkeypatch.setattr(maxscore, "compiled_top_k", None)
+    rng = np.random.default_rng(seed)
+    ptr, docs, imps, term_max = _random_index(rng, n_docs, 300)
+    postings = Postings(ptr, docs, imps, term_max)
+    acc = np.zeros(n_docs, dtype=np.float32)
+    allow = rng.random(n_docs) < share
+    for _ in range(10):
+        terms = rng.choice(300, rng.integers(1, 6), replace=False).astype(np.int64)
+        weights = rng.uniform(0.2, 2.0, terms.size).astype(np.float32)
+        scores = np.zeros(n_docs, dtype=np.float32)
+        for t, w in zip(terms.tolist(), weights.tolist(), strict=True):
+            scores[docs[ptr[t] : ptr[t + 1]]] += imps[ptr[t] : ptr[t + 1]] * np.float32(w)
+        scores[~allow] = 0
+        ref = np.flatnonzero(scores > 0)
+        ref = ref[np.lexsort((ref, -scores[ref]))][:10]
+        got_docs, got_scores, full = score_terms(postings, terms, weights, 10, acc, allow)
+        assert not acc.any()
+        assert allow[got_docs].all()
+        np.testing.assert_allclose(got_scores, scores[ref], rtol=1e-5)
+        if ref.size:
+            above = scores[ref] > scores[ref][-1] * (1 + 1e-5)
+            assert set(ref[above].tolist()) <= set(got_docs.tolist())
+        if full is not None:
+            assert not full[~allow].any()
