@@ -205,6 +205,33 @@ class VectorIndex:
         scores = np.where(ids < 0, np.float32(-np.inf), scores).astype(np.float32)
         return ids.astype(np.int64, copy=False), scores
 
+    def search_within(
+        self, query: npt.NDArray[Any], k: int, allow: npt.NDArray[np.bool_], share: float
+    ) -> npt.NDArray[np.int64]:
+        """Ids of the top ``k`` of one query among the flagged vectors (`share` of them are),
+        best first: the graph is searched with FAISS's bitmap selector, so it is walked
+        through every vector but only flagged ones are returned, and with efSearch raised in
+        inverse proportion to the share (up to 16x), so a selective filter keeps its recall."""
+        data = np.ascontiguousarray(np.asarray(query, dtype=np.float32).reshape(1, -1))
+        k = min(k, len(self))
+        if k < 1:
+            return np.empty(0, dtype=np.int64)
+        bitmap = np.packbits(allow.astype(np.uint8), bitorder="little")
+        selector = faiss.IDSelectorBitmap(allow.size, faiss.swig_ptr(bitmap))
+        depth = k if self._vectors is None else min(max(k, self._params.refine), len(self))
+        if isinstance(self._index, faiss.IndexHNSW):
+            boost = min(16.0, 1.0 / max(share, 1e-9))
+            ef = max(depth, int(self._params.ef_search * boost))
+            params: Any = faiss.SearchParametersHNSW(sel=selector, efSearch=ef)  # type: ignore[attr-defined]
+        else:
+            params = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
+        _, ids = self._index.search(data, depth, params=params)
+        if self._vectors is not None:
+            ids, _ = _rescore(self._vectors, data, ids, k)
+        found = ids[0]
+        out: npt.NDArray[np.int64] = found[found >= 0].astype(np.int64)[:k]
+        return out
+
     def search(
         self, query: npt.NDArray[Any], k: int
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:

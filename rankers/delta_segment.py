@@ -10,12 +10,13 @@ the index builder uses (:func:`index.core.bm25.impacts`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from index.columns import Column, FieldSpec
 from index.core.bm25 import top_k
 from index.core.types import F32, F64, I64, B
 from rankers.delta_postings import bm25_delta, term_postings, top_slots
@@ -39,6 +40,17 @@ class DeltaSegment:
     delta: DeltaView
     term_ids: dict[str, int]
     """The delta's term dictionary: every index term it has analyzed."""
+    specs: tuple[FieldSpec, ...] = ()
+    """The snapshot's structured fields, which written documents share."""
+    allow: B | None = None
+    """Slots a query's filter keeps (None: no filter)."""
+
+    @property
+    def columns(self) -> Mapping[str, Column]:
+        return self.delta.columns(self.specs)
+
+    def filtered(self, allow: B) -> DeltaSegment:
+        return replace(self, allow=allow)
 
     @property
     def base(self) -> int:
@@ -53,10 +65,12 @@ class DeltaSegment:
         return int(np.count_nonzero(~self.delta.alive))
 
     def live(self, rows: I64) -> B:
-        return self.delta.alive[rows]
+        out: B = self.delta.alive[rows]
+        return out if self.allow is None else out & self.allow[rows]
 
     def embedded(self, rows: I64) -> B:
-        return self.delta.embedded[rows]
+        out: B = self.delta.embedded[rows]
+        return out if self.allow is None else out & self.allow[rows]
 
     def knows(self, word: str) -> bool:
         return word in self.term_ids
@@ -83,6 +97,8 @@ class DeltaSegment:
 
     def top(self, plan: QueryPlan, view: SegmentView, k: int) -> tuple[I64, F32, F64 | None]:
         full = self.scores(plan, view)
+        if self.allow is not None:
+            full = np.where(self.allow, full, 0.0)
         slots, scores = top_slots(full, k)
         return slots, scores, full
 
@@ -98,7 +114,8 @@ class DeltaSegment:
         return self.delta.vectors[rows]
 
     def nearest(self, query_vector: F32, k: int) -> I64:
-        slots = np.flatnonzero(self.delta.embedded)
+        wanted = self.delta.embedded if self.allow is None else self.delta.embedded & self.allow
+        slots = np.flatnonzero(wanted)
         if slots.size == 0 or self.delta.vectors is None:
             return np.empty(0, dtype=np.int64)
         return slots[top_k(self.delta.vectors[slots] @ query_vector, k)]
@@ -128,27 +145,32 @@ class DeltaSegment:
 
 
 def live_view(
-    live: LiveIndex,
+    live: LiveIndex | None,
     keyword: KeywordRanker,
     semantic: SemanticRanker | None = None,
     enhanced: EnhancedRanker | None = None,
+    *,
+    always: bool = False,
 ) -> SegmentView | None:
-    """The segments a query of `live` searches now: the snapshot (with what the loaded
-    rankers hold of it) and the documents written since; None when nothing was written, and
-    each ranker then searches the snapshot alone, at no extra cost."""
-    delta = live.view()
-    if delta.empty:
+    """The segments a query searches now: the snapshot (with what the loaded rankers hold of
+    it) and the documents written since. None when nothing was written and not `always`:
+    each ranker then searches the snapshot alone, at no extra cost. A query with a filter
+    asks `always`, to limit one view that every phase reads."""
+    delta = live.view() if live is not None else None
+    if (delta is None or delta.empty) and not always:
         return None
     vectors = semantic.vectors if semantic is not None else None
     if vectors is None and enhanced is not None:
         vectors = enhanced.doc_vectors
+    ann = semantic.index if semantic is not None else None
+    passages = enhanced.passages if enhanced is not None else None
+    if live is None or delta is None or delta.empty:
+        return SnapshotSegment(keyword, vectors, ann, passages).alone()
     snapshot = SnapshotSegment(
-        keyword,
-        vectors,
-        semantic.index if semantic is not None else None,
-        enhanced.passages if enhanced is not None else None,
-        delta.tomb, delta.n_tomb, delta.tomb_df,
+        keyword, vectors, ann, passages, delta.tomb, delta.n_tomb, delta.tomb_df,
     )  # fmt: skip
     p = keyword.snapshot.bm25
     stats = CorpusStats(delta.n_docs, delta.avg_len, p.k1, p.b)
-    return SegmentView((snapshot, DeltaSegment(delta, live.term_ids)), stats)
+    schema = keyword.snapshot.manifest.schema
+    specs = schema.fields if schema is not None else ()
+    return SegmentView((snapshot, DeltaSegment(delta, live.term_ids, specs)), stats)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from index.analyzer import Analyzer
 from index.chunk import AnalyzedChunk, ChunkAnalyzer
+from index.columns import Column, FieldSpec, build_columns
 from index.core.types import F32, I64, B, Document
 from index.delta import Change, DeltaLog, StoredVectors
 from index.passages import layout_passages, pair_norms
@@ -77,6 +78,19 @@ class DeltaView:
     vectors: F32 | None
     passages: Sequence[SlotPassages | None]
     docs: Sequence[Document]
+    _columns: dict[tuple[FieldSpec, ...], Mapping[str, Column]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def columns(self, specs: tuple[FieldSpec, ...]) -> Mapping[str, Column]:
+        """The structured fields of the slots as columns (dead slots included), built once
+        per view: a view is immutable, and replaced by the next write."""
+        found = self._columns.get(specs)
+        if found is None:
+            rows = (self.docs[slot].fields for slot in range(self.n_slots))
+            found = build_columns(specs, rows)[1]
+            self._columns[specs] = found
+        return found
 
     @property
     def empty(self) -> bool:

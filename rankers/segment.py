@@ -15,12 +15,13 @@ of the coverage feature, and the BM25 of written documents) are summed over the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from index.columns import Column
 from index.core.bm25 import idf
 from index.core.types import F32, F64, I64, U8, B
 from rankers.features import gather_segments, pair_sims
@@ -73,6 +74,16 @@ class Segment(Protocol):
 
     @property
     def n_deleted(self) -> int:
+        ...
+
+    @property
+    def columns(self) -> Mapping[str, Column]:
+        """The structured fields of its rows, by field name."""
+        ...
+
+    def filtered(self, allow: B) -> Segment:
+        """This segment with its rows limited to those `allow` flags (a query's filter):
+        every method then treats the others as deleted."""
         ...
 
     def live(self, rows: I64) -> B:
@@ -173,6 +184,8 @@ class SegmentView:
 
     segments: tuple[Segment, ...]
     stats: CorpusStats
+    filtered: bool = False
+    """Some rows are left out by a query's filter."""
 
     @property
     def n_deleted(self) -> int:
@@ -182,9 +195,14 @@ class SegmentView:
     def single(self) -> Segment | None:
         """The one segment, when the view has one and it hides no row (the common case: no
         writes since the snapshot); the rankers then skip every split and merge."""
-        if len(self.segments) == 1 and self.segments[0].n_deleted == 0:
+        if len(self.segments) == 1 and self.segments[0].n_deleted == 0 and not self.filtered:
             return self.segments[0]
         return None
+
+    def with_filter(self, allow: Callable[[Segment], B]) -> SegmentView:
+        """The view with each segment limited to the rows `allow(segment)` flags."""
+        return replace(self, segments=tuple(s.filtered(allow(s)) for s in self.segments),
+                       filtered=True)
 
     def split(self, docs: I64) -> list[tuple[Segment, I64, I64]]:
         """Per segment holding some of ``docs``: the segment, the positions in ``docs`` and

@@ -9,12 +9,14 @@ the next compaction (recomputing them would rewrite every posting): see ARCHITEC
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from index.columns import Column
+from index.core.bm25 import top_k
 from index.core.types import F32, F64, I64, B
 from index.passages import PASSAGES_DIR, passage_text
 from index.snapshot import Snapshot
@@ -27,6 +29,12 @@ if TYPE_CHECKING:
     from rankers.keyword import KeywordRanker, QueryPlan
 
 __all__ = ["PassageVectors", "SnapshotPassages", "SnapshotSegment"]
+
+
+EXACT_FILTERED = 5_000
+"""Up to this many rows passing a filter, the nearest neighbours are found by exact search
+over them (Typesense's `flat_search_cutoff`, Vespa's `approximate-threshold`); above, the
+graph is searched with the filter as a selector (`VectorIndex.search_within`)."""
 
 
 class PassageVectors:
@@ -104,6 +112,21 @@ class SnapshotSegment:
     tomb_df: Mapping[str, int] = field(default_factory=dict)
     """Per index term, how many hidden rows contain it."""
     base: int = 0
+    allow: B | None = None
+    """Rows a query's filter keeps (None: no filter)."""
+
+    @property
+    def columns(self) -> Mapping[str, Column]:
+        return self.keyword.snapshot.columns
+
+    def filtered(self, allow: B) -> SnapshotSegment:
+        return replace(self, allow=allow)
+
+    def _allowed(self) -> B | None:
+        """Rows a search may return: the filter's, less the hidden ones (None: all)."""
+        if self.allow is None:
+            return None
+        return self.allow if self.tomb is None else self.allow & ~self.tomb
 
     @property
     def size(self) -> int:
@@ -118,7 +141,10 @@ class SnapshotSegment:
         return SegmentView((self,), CorpusStats(snapshot.n_docs, 0.0, p.k1, p.b))
 
     def live(self, rows: I64) -> B:
-        return np.ones(rows.size, dtype=bool) if self.tomb is None else ~self.tomb[rows]
+        out: B = np.ones(rows.size, dtype=bool) if self.tomb is None else ~self.tomb[rows]
+        if self.allow is not None:
+            out &= self.allow[rows]
+        return out
 
     def embedded(self, rows: I64) -> B:
         return self.live(rows) if self.vectors_ is not None else np.zeros(rows.size, dtype=bool)
@@ -136,6 +162,10 @@ class SnapshotSegment:
         return out
 
     def top(self, plan: QueryPlan, view: SegmentView, k: int) -> tuple[I64, F32, F64 | None]:
+        allowed = self._allowed()
+        if allowed is not None:
+            return score_terms(self.keyword.postings, plan.terms, plan.weights, k,
+                               self.keyword.scratch(), allowed)
         # Hidden rows may take places in the top k: ask for as many more.
         docs, scores, full = score_terms(
             self.keyword.postings, plan.terms, plan.weights, k + self.n_deleted,
@@ -166,6 +196,13 @@ class SnapshotSegment:
         return np.asarray(self.vectors_[rows], dtype=np.float32)
 
     def nearest(self, query_vector: F32, k: int) -> I64:
+        allowed = self._allowed()
+        if allowed is not None and self.vectors_ is not None:
+            rows = np.flatnonzero(allowed)
+            if self.ann is None or rows.size <= EXACT_FILTERED:
+                # Few rows pass the filter: exact search over them beats any graph walk.
+                return rows[top_k(self.vectors(rows) @ query_vector, k)]
+            return self.ann.search_within(query_vector, k, allowed, rows.size / allowed.size)
         if self.ann is None:
             return np.empty(0, dtype=np.int64)
         ids, _ = self.ann.search(query_vector, k + self.n_deleted)
