@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from index.columns import Column, FieldSpec
 from index.core.bm25 import top_k
@@ -108,6 +109,9 @@ class DeltaSegment:
     def contains(self, word: str, rows: I64) -> B:
         slots, _ = self._postings(word)
         return np.isin(rows, slots)
+
+    def rows_with(self, word: str) -> npt.NDArray[np.integer[Any]]:
+        return self._postings(word)[0]
 
     def vectors(self, rows: I64) -> F32:
         assert self.delta.vectors is not None

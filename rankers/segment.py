@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 from index.columns import Column
 from index.core.bm25 import idf
@@ -114,6 +115,10 @@ class Segment(Protocol):
 
     def contains(self, word: str, rows: I64) -> B:
         """Which rows contain the word."""
+        ...
+
+    def rows_with(self, word: str) -> npt.NDArray[np.integer[Any]]:
+        """Every row that contains the word, deleted ones included (its postings)."""
         ...
 
     def vectors(self, rows: I64) -> F32:

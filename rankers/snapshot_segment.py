@@ -191,6 +191,14 @@ class SnapshotSegment:
         has: B = d[pos] == rows
         return has
 
+    def rows_with(self, word: str) -> npt.NDArray[np.integer[Any]]:
+        t = self.keyword.vocab.term_id(word)
+        if t is None:
+            return np.empty(0, dtype=np.int32)
+        ptr = self.keyword.postings.ptr
+        out: npt.NDArray[np.int32] = self.keyword.postings.doc[ptr[t] : ptr[t + 1]]
+        return out
+
     def vectors(self, rows: I64) -> F32:
         assert self.vectors_ is not None
         return np.asarray(self.vectors_[rows], dtype=np.float32)

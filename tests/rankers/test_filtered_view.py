@@ -136,3 +136,54 @@ def test_columns_of_written_documents(setup, tmp_path: Path) -> None:  # type: i
     colour = view.segments[1].columns["colour"]
     assert isinstance(colour, KeywordColumn) and colour.rows == view.segments[1].size
     assert view.segments[1].columns is view.segments[1].columns  # built once per view
+
+
+@pytest.mark.parametrize("query", ["vitamin deficiency", "brain", ""])
+def test_facet_counts_equal_a_brute_force_count(setup, query: str) -> None:  # type: ignore[no-untyped-def]
+    from collections import Counter
+
+    from rankers.facets import count_facets
+
+    _snap, live, keyword, *_ = setup
+    view = live_view(live, keyword, always=True)
+    assert view is not None
+    filtered = view.with_filter(cheap_and_red)
+    plan = keyword.plan(query, view=view)
+    words = [w for w, _ in plan.words]
+    got = {f.field: f for f in count_facets(filtered, words, ["colour", "price"])}
+    # Brute force: every document the unfiltered search matches (or every live one, for an
+    # empty query), kept when it passes the filter.
+    if words:
+        matches = keyword.run(plan, 100_000, view).docs
+    else:
+        n = view.segments[0].size + view.segments[1].size
+        all_docs = np.arange(n)
+        matches = all_docs[view.mask(all_docs, lambda seg, rows: seg.live(rows))]
+    docs = [d for d in live.documents(matches.tolist()) if d is not None]
+    kept = [d for d in docs if d.fields["colour"] == "red" and d.fields["price"] < 50]
+    assert kept
+    assert got["colour"].matched == len(kept)
+    assert dict(got["colour"].values) == Counter(d.fields["colour"] for d in kept)
+    prices = [d.fields["price"] for d in kept]
+    assert (got["price"].min, got["price"].max) == (min(prices), max(prices))
+    assert got["price"].matched == len(kept)
+
+
+def test_sorting_by_a_field_then_relevance(setup) -> None:  # type: ignore[no-untyped-def]
+    from index.core.errors import QueryError
+    from rankers.sorting import parse_sort, sort_order
+
+    _snap, live, keyword, *_ = setup
+    view = live_view(live, keyword, always=True)
+    assert view is not None
+    plan = keyword.plan("vitamin brain", view=view)
+    kw = keyword.run(plan, 200, view)
+    keys = parse_sort("price:desc", ["price"])
+    order = sort_order(view, kw.docs, kw.scores, keys)
+    docs = [d for d in live.documents(kw.docs[order].tolist()) if d is not None]
+    pairs = [(-d.fields["price"], -float(s)) for d, s in zip(docs, kw.scores[order], strict=True)]
+    assert pairs == sorted(pairs)  # price descending, equal prices by relevance
+    for bad, message in [("colour:asc", "not sortable"), ("price:up", "direction"),
+                         ("price,price:desc", "twice"), ("", "empty key")]:
+        with pytest.raises(QueryError, match=message):
+            parse_sort(bad, ["price"])
