@@ -22,9 +22,11 @@ import numpy.typing as npt
 import orjson
 
 from app.catalog import DEFAULT_N, DEFAULT_SEED, write_catalog
+from app.catalog.files import SCHEMA
 from index.core.errors import ProgsearchError
 from index.embedding import document_text, inputs_hash
 from index.passages import PassageOptions, layout_passages
+from index.schema import Schema
 from index.snapshot import BuildOptions, write_snapshot
 from index.sources import open_source
 from index.vector_params import VectorOptions
@@ -114,7 +116,8 @@ def ensure_demo_index(root: Path | None = None, *, progress: bool = True,
         _seed_work(work)
     log.info("building the demo index in %s", root)
     write_snapshot(open_source(source), root,
-                   BuildOptions(workers=1, progress=progress, vectors=VectorOptions()))
+                   BuildOptions(workers=1, progress=progress, vectors=VectorOptions(),
+                                schema=Schema.from_toml(SCHEMA)))
     stamp.write_text(digest)
     return root
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,18 @@ from typing import Any
 from app.catalog.generator import DEFAULT_N, DEFAULT_SEED, generate_catalog
 from app.catalog.types import JudgedQuery, Product
 
-__all__ = ["query_record", "write_beir", "write_catalog", "write_jsonl", "write_queries"]
+__all__ = [
+    "SCHEMA",
+    "catalog_record",
+    "query_record",
+    "write_beir",
+    "write_catalog",
+    "write_jsonl",
+    "write_queries",
+]
+
+SCHEMA = Path(__file__).with_name("schema.toml")
+"""The catalog's structured fields, for `progsearch index --schema`."""
 
 
 def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> int:
@@ -36,10 +48,27 @@ def query_record(query: JudgedQuery) -> dict[str, Any]:
     }
 
 
+IN_STOCK_PERCENT = 88
+
+
+def catalog_record(product: Product) -> dict[str, Any]:
+    """A product as the index reads it: its structured fields at the top level (`SCHEMA`),
+    the other attributes as `name:value` keywords. Whether it is in stock comes from its id,
+    so the same catalog always has the same stock."""
+    attrs = dict(product["attributes"])
+    record: dict[str, Any] = {k: v for k, v in product.items() if k != "attributes"}
+    for name in ("price", "rating", "reviews", "material"):
+        if name in attrs:
+            record[name] = attrs.pop(name)
+    record["in_stock"] = zlib.crc32(product["id"].encode()) % 100 < IN_STOCK_PERCENT
+    record["attributes"] = sorted(f"{k}:{v}" for k, v in attrs.items())
+    return record
+
+
 def write_catalog(path: Path, n: int = DEFAULT_N, seed: int = DEFAULT_SEED) -> list[Product]:
     """Generate the catalog and write it as JSONL that `progsearch index` reads."""
     products = generate_catalog(n, seed)
-    write_jsonl(path, (dict(p) for p in products))
+    write_jsonl(path, (catalog_record(p) for p in products))
     return products
 
 
@@ -52,7 +81,10 @@ def write_queries(path: Path, queries: list[JudgedQuery]) -> int:
 def write_beir(folder: Path, products: list[Product], queries: list[JudgedQuery]) -> None:
     """A BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv), so that
     `progsearch index DIR` and `progsearch eval IDX --dataset DIR --split test` compare phases."""
-    corpus = ({"_id": p["id"], **{k: v for k, v in p.items() if k != "id"}} for p in products)
+    corpus = (
+        {"_id": p["id"], **{k: v for k, v in catalog_record(p).items() if k != "id"}}
+        for p in products
+    )
     write_jsonl(folder / "corpus.jsonl", corpus)
     write_jsonl(folder / "queries.jsonl", ({"_id": q.id, "text": q.text} for q in queries))
     (folder / "qrels").mkdir(parents=True, exist_ok=True)

@@ -242,3 +242,19 @@ def test_cli_needs_something_to_write(capsys: pytest.CaptureFixture[str]) -> Non
     with pytest.raises(SystemExit):
         main(["--n", "10"])
     assert "nothing to write" in capsys.readouterr().err
+
+
+def test_records_carry_the_shipped_schema_fields(products: list[Product]) -> None:
+    from app.catalog.files import SCHEMA, catalog_record
+    from index.schema import Schema
+
+    schema = Schema.from_toml(SCHEMA)
+    assert {"category", "brand", "price", "rating", "in_stock", "attributes"} <= set(
+        schema.by_name)
+    records = [catalog_record(p) for p in products]
+    for record in records:
+        schema.check(record)  # raises on a value of the wrong type
+        assert "attributes" in record and all(":" in a for a in record["attributes"])
+    share = sum(r["in_stock"] for r in records) / len(records)
+    assert 0.8 < share < 0.95
+    assert [catalog_record(p) for p in products[:50]] == records[:50]  # deterministic
