@@ -19,7 +19,9 @@ from rankers.keyword import wants_prefix
 
 __all__ = ["SearchParams", "parse_search"]
 
-ALLOWED = frozenset({"q", "k", "prefix"})
+ALLOWED = frozenset({"q", "k", "prefix", "filter", "facets", "sort"})
+MAX_STRUCTURED_CHARS = 4096
+"""Longest `filter`, `facets` or `sort` (the filter language has its own, finer limits)."""
 # C0/C1 control characters other than tab, newline and carriage return mark binary junk.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
@@ -31,13 +33,25 @@ class SearchParams:
     prefix: bool
     """Complete the last word (search as you type): true unless the query ends in a separator
     or `prefix=0` is given."""
+    filter: str = ""
+    """A filter expression (`rankers.filter_parse`), canonical once the engine checked it."""
+    facets: tuple[str, ...] = ()
+    sort: str = ""
+
+    @property
+    def structured(self) -> bool:
+        """The query filters, counts or sorts by structured fields."""
+        return bool(self.filter or self.facets or self.sort)
 
     @cached_property
     def normalized(self) -> str:
         """The cache identity of the query: NFKC, casefolded, whitespace collapsed, plus
         whether the last word is completed (so "cat" and "cat " stay apart)."""
         text = " ".join(unicodedata.normalize("NFKC", self.q).casefold().split())
-        return f"{text}\x00{int(self.prefix)}"
+        key = f"{text}\x00{int(self.prefix)}"
+        if self.structured:  # canonical forms: equivalent expressions share an entry
+            key += f"\x00{self.filter}\x00{','.join(self.facets)}\x00{self.sort}"
+        return key
 
     @property
     def log_member(self) -> str:
@@ -89,9 +103,17 @@ def parse_search(query_string: bytes, settings: Settings) -> SearchParams:
         if name in seen:
             raise _bad("repeated_parameter", f"parameter {name!r} is given more than once")
         seen[name] = value
-    q = seen.get("q")
-    if q is None or not q.strip():
-        raise _bad("empty_query", "q is required and must not be blank")
+    for name in ("filter", "facets", "sort"):
+        if len(seen.get(name, "")) > MAX_STRUCTURED_CHARS:
+            raise _bad("invalid_query", f"{name} is longer than {MAX_STRUCTURED_CHARS} characters")
+        if _CONTROL.search(seen.get(name, "")):
+            raise _bad("invalid_query", f"{name} contains control characters")
+    structured = any(seen.get(n, "").strip() for n in ("filter", "sort"))
+    q = seen.get("q", "" if structured else None)
+    if q is None or (not q.strip() and not structured):
+        # An empty q with a filter or a sort browses the documents that pass.
+        raise _bad("empty_query", "q is required and must not be blank (unless a filter or "
+                   "a sort is given: then every document that passes is listed)")
     if len(q) > settings.max_query_chars:
         raise _bad("query_too_long",
                    f"q has {len(q)} characters; the limit is {settings.max_query_chars}", 414)
@@ -101,4 +123,6 @@ def parse_search(query_string: bytes, settings: Settings) -> SearchParams:
     prefix = wants_prefix(q)
     if "prefix" in seen:
         prefix = prefix and _int("prefix", seen["prefix"], 0, 1) == 1
-    return SearchParams(q, k, prefix)
+    facets = tuple(f.strip() for f in seen.get("facets", "").split(",") if f.strip())
+    return SearchParams(q, k, prefix, seen.get("filter", "").strip(), facets,
+                        seen.get("sort", "").strip())

@@ -36,7 +36,7 @@ def qs(**params: str) -> bytes:
         (b"q=a&k=ten", 400, "invalid_k"),
         (b"q=a&k=", 400, "invalid_k"),
         (b"q=a&prefix=2", 400, "invalid_prefix"),
-        (b"q=a&sort=asc", 400, "unknown_parameter"),
+        (b"q=a&order=asc", 400, "unknown_parameter"),
         (b"q=a&q=b", 400, "repeated_parameter"),
     ],
 )
@@ -90,3 +90,35 @@ def test_corrected_query_keeps_the_other_words(query: str, fixes: list[tuple[str
     from rankers.types import Correction
 
     assert corrected_query(query, [Correction(a, b, 1) for a, b in fixes]) == expected
+
+
+def test_structured_parameters() -> None:
+    params = parse_search(qs(q="jacket", filter=" price < 100 ", facets="brand, category,",
+                             sort="price:asc"), SETTINGS)
+    assert (params.filter, params.facets, params.sort) == ("price < 100", ("brand", "category"),
+                                                           "price:asc")
+    plain = parse_search(qs(q="jacket"), SETTINGS)
+    assert params.structured and not plain.structured
+    assert params.digest != plain.digest
+    # Without structured parameters the cache identity is what it always was.
+    assert plain.normalized == "jacket\x001"
+
+
+@pytest.mark.parametrize(
+    ("raw", "ok"),
+    [(b"filter=price%20%3C%2010", True), (b"q=&sort=price:asc", True), (b"q=", False),
+     (b"facets=brand", False)],
+)
+def test_browsing_needs_a_filter_or_a_sort(raw: bytes, ok: bool) -> None:
+    if ok:
+        assert parse_search(raw, SETTINGS).q == ""
+    else:
+        with pytest.raises(ApiError) as err:
+            parse_search(raw, SETTINGS)
+        assert err.value.code == "empty_query"
+
+
+def test_structured_parameters_are_bounded() -> None:
+    with pytest.raises(ApiError) as err:
+        parse_search(qs(q="a", filter="x" * 5000), SETTINGS)
+    assert err.value.status == 400 and "filter is longer" in err.value.message
