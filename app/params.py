@@ -85,7 +85,7 @@ def _int(name: str, raw: str, low: int, high: int) -> int:
 def parse_search(query_string: bytes, settings: Settings) -> SearchParams:
     # Reject a huge query before decoding it: the bound is on characters, and one
     # character is at most 12 bytes once percent-encoded.
-    if len(query_string) > settings.max_query_chars * 12 + 64:
+    if len(query_string) > (settings.max_query_chars + 3 * MAX_STRUCTURED_CHARS) * 12 + 64:
         raise _bad("query_too_long", f"q is longer than {settings.max_query_chars} characters",
                    414)
     try:
