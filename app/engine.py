@@ -29,13 +29,31 @@ import numpy as np
 import numpy.typing as npt
 
 from app.params import SearchParams
-from app.payloads import SNIPPET_CHARS, corrected_query, hits_payload, phase_payload, query_payload
+from app.payloads import (
+    SNIPPET_CHARS,
+    corrected_query,
+    facets_payload,
+    hits_payload,
+    phase_payload,
+    query_payload,
+    structured_payload,
+)
+from index.core.errors import QueryError
 from index.core.types import Document
 from index.snapshot import CURRENT, Snapshot, load_snapshot
 from rankers.delta_segment import live_view
+from rankers.facets import count_facets
+from rankers.fusion import previous_ranks
 from rankers.keyword import KeywordRanker, QueryPlan
 from rankers.live import LiveIndex
 from rankers.segment import SegmentView
+from rankers.structured import (
+    Structured,
+    StructuredQueries,
+    browse,
+    field_values,
+    in_order,
+)
 from rankers.types import KeywordResult
 
 if TYPE_CHECKING:
@@ -49,6 +67,9 @@ if TYPE_CHECKING:
 __all__ = ["Engine", "KeywordState", "Rankers", "SemanticState", "SemanticStatus"]
 
 log = logging.getLogger(__name__)
+
+SORT_DEPTH = 1000
+"""With a sort, the keyword event orders this many of the most relevant matches by it."""
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -87,6 +108,8 @@ class Rankers:
     """The snapshot plus the delta log (None: a snapshot served as it is)."""
     semantic: SemanticRanker | None = None
     enhanced: EnhancedRanker | None = None
+    queries: StructuredQueries | None = None
+    """Filters, facets and sorting over the snapshot's schema (None: it has no fields)."""
 
     @property
     def version(self) -> str:
@@ -96,13 +119,34 @@ class Rankers:
     def n_docs(self) -> int:
         return self.live.view().n_docs if self.live is not None else self.snapshot.n_docs
 
-    def view(self) -> SegmentView | None:
+    def view(self, query: Structured | None = None) -> SegmentView | None:
         """The segments a query searches now: the snapshot and the documents written since,
-        or None when nothing was (each ranker then searches the snapshot alone, at no extra
-        cost)."""
-        if self.live is None:
+        or None when nothing was and the query has no structured part (each ranker then
+        searches the snapshot alone, at no extra cost); with a filter, limited to it."""
+        if query is None:
+            if self.live is None:
+                return None
+            return live_view(self.live, self.keyword, self.semantic, self.enhanced)
+        view = live_view(self.live, self.keyword, self.semantic, self.enhanced, always=True)
+        assert view is not None and self.queries is not None
+        versions = [self.snapshot.version, self.version][: len(view.segments)]
+        return self.queries.limit(view, query, versions)
+
+    def structured(self, params: SearchParams) -> Structured | None:
+        """The checked structured part of a query (None: it has none); `QueryError` (400)."""
+        if not params.structured:
             return None
-        return live_view(self.live, self.keyword, self.semantic, self.enhanced)
+        if self.queries is None:
+            raise QueryError("this index has no structured fields to filter, count or sort "
+                             "by (see progsearch index --schema)")
+        return self.queries.parse(params.filter, params.facets, params.sort)
+
+    @classmethod
+    def build(cls, snapshot: Snapshot, keyword: KeywordRanker,
+              live: LiveIndex | None) -> Rankers:
+        schema = snapshot.manifest.schema
+        queries = StructuredQueries(schema.fields) if schema else None
+        return cls(snapshot, keyword, live, queries=queries)
 
 
 @dataclass(frozen=True)
@@ -114,6 +158,9 @@ class KeywordState:
     rankers: Rankers
     view: SegmentView | None
     """The segments the result numbers documents in (None: the snapshot alone)."""
+    query: Structured | None = None
+    shown: tuple[I64, F32] | None = None
+    """The hits as the keyword event shows them, when a sort or browsing orders them."""
 
 
 class Engine:
@@ -124,7 +171,7 @@ class Engine:
         if live is not None:
             snapshot = live.snapshot
         keyword = KeywordRanker(snapshot)
-        self.rankers = Rankers(snapshot, keyword, live)
+        self.rankers = Rankers.build(snapshot, keyword, live)
         self.encoder_kind = encoder
         self.encoder_threads = encoder_threads
         self.candidates = candidates
@@ -179,7 +226,7 @@ class Engine:
         """Rankers for a new snapshot (after a compaction); the encoder is kept."""
         snapshot = live.snapshot
         keyword = KeywordRanker(snapshot)
-        rankers = Rankers(snapshot, keyword, live)
+        rankers = Rankers.build(snapshot, keyword, live)
         if self._encoder is not None:
             rankers = self._with_semantic(rankers, self._encoder)
         return rankers
@@ -294,22 +341,69 @@ class Engine:
         stored = [next(shown) if d < n else delta[d - n] for d in numbers]
         return hits_payload(docs, scores, stored, previous)
 
+    def check(self, params: SearchParams) -> SearchParams:
+        """The parameters with their structured part checked (`QueryError`: 400) and in its
+        canonical form, so that equivalent queries share their cache entries."""
+        query = self.rankers.structured(params)
+        if query is None:
+            return params
+        return replace(params, filter=query.filter_text, facets=query.facets,
+                       sort=query.sort_text)
+
     def keyword_state(self, params: SearchParams, depth: int,
                       rankers: Rankers | None = None) -> KeywordState:
         r = rankers or self.rankers  # the request refreshed them as it began
-        view = r.view()
+        query = r.structured(params)
+        view = r.view(query)
         plan = r.keyword.plan(params.q, prefix=params.prefix, view=view)
-        return KeywordState(plan, r.keyword.run(plan, max(depth, params.k), view), r, view)
+        depth = max(depth, params.k, SORT_DEPTH if query is not None and query.sort else 0)
+        result = r.keyword.run(plan, depth, view)
+        shown = None
+        if query is not None:
+            assert view is not None
+            if not plan.words:  # browsing: every document that passes, in the sort order
+                docs = browse(view, query, params.k)
+                shown = (docs, np.zeros(docs.size, dtype=np.float32))
+            elif query.sort:
+                shown = in_order(view, query, result.docs, result.scores, params.k)
+        return KeywordState(plan, result, r, view, query, shown)
 
     def keyword_payload(self, params: SearchParams, state: KeywordState) -> dict[str, Any]:
         r = state.result
         k = params.k
+        docs, scores = state.shown if state.shown is not None else (r.docs[:k], r.scores[:k])
+        hits = self._hits(state.rankers, docs, scores)
+        extra: dict[str, Any] = {}
+        query = state.query
+        if query is not None:
+            assert state.view is not None
+            self._add_fields(state.view, hits, docs)
+            extra = structured_payload(query)
+            if query.facets:
+                words = [w for w, _ in state.plan.words]
+                extra["facets"] = facets_payload(count_facets(state.view, words, query.facets))
         return phase_payload(
-            "keyword", state.rankers.version, params.q, k,
-            self._hits(state.rankers, r.docs[:k], r.scores[:k]),
+            "keyword", state.rankers.version, params.q, k, hits,
             **query_payload(r.corrections, r.expansion, r.unknown),
-            corrected_query=corrected_query(params.q, r.corrections),
+            corrected_query=corrected_query(params.q, r.corrections), **extra,
         )
+
+    @staticmethod
+    def _add_fields(view: SegmentView, hits: list[dict[str, Any]], docs: I64) -> None:
+        """Each hit's structured fields, read from the columns (what the page filters on)."""
+        values = field_values(view, docs)
+        for hit, fields in zip(hits, values, strict=True):
+            hit["fields"] = fields
+
+    def _shown(self, state: KeywordState, docs: I64, scores: F32,
+               k: int) -> tuple[I64, F32, I64 | None]:
+        """A later phase's top k as shown, and each hit's rank in the keyword event."""
+        if state.query is None or not state.query.sort:
+            return docs[:k], scores[:k], None
+        assert state.view is not None
+        docs, scores = in_order(state.view, state.query, docs, scores, k)
+        before = state.shown[0] if state.shown is not None else state.result.docs[:k]
+        return docs, scores, previous_ranks(docs, before)
 
     def encode(self, text: str) -> F32:
         encoder = self._encoder
@@ -326,12 +420,15 @@ class Engine:
             docs = np.empty(0, dtype=np.int64)
             res_docs, scores, previous = docs, np.empty(0, np.float32), docs
         else:
-            res = ranker.fuse(state.plan, state.result, query_vector, params.k, state.view)
-            res_docs, scores, previous = res.docs, res.scores, res.previous
-        return phase_payload(
-            "semantic", rankers.version, params.q, params.k,
-            self._hits(rankers, res_docs, scores, previous),
-        )
+            sorted_ = state.query is not None and bool(state.query.sort)
+            depth = self.candidates if sorted_ else params.k
+            res = ranker.fuse(state.plan, state.result, query_vector, depth, state.view)
+            res_docs, scores, moved = self._shown(state, res.docs, res.scores, params.k)
+            previous = res.previous[: params.k] if moved is None else moved
+        hits = self._hits(rankers, res_docs, scores, previous)
+        if state.query is not None and state.view is not None:
+            self._add_fields(state.view, hits, res_docs)
+        return phase_payload("semantic", rankers.version, params.q, params.k, hits)
 
     def enhanced_payload(self, params: SearchParams, query_vector: F32) -> dict[str, Any]:
         """The enhanced phase: the semantic phase's candidates re-ranked by their passages.
@@ -347,11 +444,21 @@ class Engine:
         if semantic.keyword.analyzer.words(params.q):
             state = self.keyword_state(params, self.candidates, rankers)
             view = state.view
+            sorted_ = state.query is not None and bool(state.query.sort)
+            depth = self.candidates if sorted_ else params.k
             fused = semantic.fuse(state.plan, state.result, vector, self.candidates, view)
-            res = enhanced.rerank(params.q, state.plan, state.result, vector, fused, params.k,
-                                  view)
-            hits = self._hits(rankers, res.docs, res.scores, res.previous)
-            for hit, highlight in zip(hits, res.highlights, strict=True):
-                hit["highlight"] = highlight
+            res = enhanced.rerank(params.q, state.plan, state.result, vector, fused, depth, view)
+            marks = dict(zip(res.docs.tolist(), res.highlights, strict=True))
+            docs, scores, previous = res.docs[: params.k], res.scores[: params.k], res.previous
+            if sorted_:
+                assert view is not None and state.query is not None
+                docs, scores = in_order(view, state.query, res.docs, res.scores, params.k)
+                previous = previous_ranks(docs, in_order(view, state.query, fused.docs,
+                                                         fused.scores, params.k)[0])
+            hits = self._hits(rankers, docs, scores, previous[: docs.size])
+            for hit, doc in zip(hits, docs.tolist(), strict=True):
+                hit["highlight"] = marks[doc]
+            if state.query is not None and view is not None:
+                self._add_fields(view, hits, docs)
         return phase_payload("enhanced", rankers.version, params.q, params.k, hits)
 

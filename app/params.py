@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 from urllib.parse import parse_qsl
 
 from app.errors import ApiError
@@ -52,6 +54,19 @@ class SearchParams:
         if self.structured:  # canonical forms: equivalent expressions share an entry
             key += f"\x00{self.filter}\x00{','.join(self.facets)}\x00{self.sort}"
         return key
+
+    def to_request(self) -> dict[str, Any]:
+        """The parameters as a job's JSON request carries them (`from_request` reads it)."""
+        out: dict[str, Any] = {"q": self.q, "k": self.k, "prefix": self.prefix}
+        if self.structured:
+            out.update(filter=self.filter, facets=list(self.facets), sort=self.sort)
+        return out
+
+    @classmethod
+    def from_request(cls, request: Mapping[str, Any]) -> SearchParams:
+        return cls(str(request["q"]), int(request["k"]), bool(request["prefix"]),
+                   str(request.get("filter", "")), tuple(request.get("facets", ())),
+                   str(request.get("sort", "")))
 
     @property
     def log_member(self) -> str:

@@ -13,11 +13,19 @@ import numpy as np
 import numpy.typing as npt
 
 from index.core.types import Document
+from rankers.facets import FacetCounts
+from rankers.structured import Structured
 from rankers.types import Correction, Expansion
 
 __all__ = [
-    "SNIPPET_CHARS", "corrected_query", "hits_payload", "phase_payload", "query_payload",
+    "SNIPPET_CHARS",
+    "corrected_query",
+    "facets_payload",
+    "hits_payload",
+    "phase_payload",
+    "query_payload",
     "snippet",
+    "structured_payload",
 ]
 
 SNIPPET_CHARS = 200
@@ -94,4 +102,19 @@ def phase_payload(phase: str, index_version: str, query: str, k: int,
         "k": k,
         "hits": hits,
         **extra,
+    }
+
+
+def structured_payload(query: Structured) -> dict[str, Any]:
+    """The structured part of a query as the keyword event echoes it: its canonical forms."""
+    return {"filter": query.filter_text or None, "sort": query.sort_text or None}
+
+
+def facets_payload(counts: Sequence[FacetCounts]) -> dict[str, Any]:
+    """`{field: {"matched", "values": [[value, count], ...], "min", "max"}}` (min and max for
+    numbers and dates, null otherwise)."""
+    return {
+        c.field: {"matched": c.matched, "values": [list(v) for v in c.values],
+                  "min": c.min, "max": c.max}
+        for c in counts
     }

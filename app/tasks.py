@@ -34,7 +34,7 @@ def enhance_body(engine: Engine, request: dict[str, Any]) -> dict[str, Any]:
     """The enhanced phase's payload for one request (`q`, `k`, `prefix`, `vector`)."""
     if engine.semantic_state != SemanticState.READY or engine.enhanced is None:
         raise LookupError(f"enhanced phase unavailable: {engine.semantic_error or 'no passages'}")
-    params = SearchParams(str(request["q"]), int(request["k"]), bool(request["prefix"]))
+    params = SearchParams.from_request(request)
     vector = np.asarray(request["vector"], dtype=np.float32)
     return engine.enhanced_payload(params, vector)
 

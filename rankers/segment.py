@@ -206,8 +206,12 @@ class SegmentView:
 
     def with_filter(self, allow: Callable[[Segment], B]) -> SegmentView:
         """The view with each segment limited to the rows `allow(segment)` flags."""
-        return replace(self, segments=tuple(s.filtered(allow(s)) for s in self.segments),
-                       filtered=True)
+        return self.with_masks([allow(s) for s in self.segments])
+
+    def with_masks(self, masks: Sequence[B]) -> SegmentView:
+        """The view with segment i limited to the rows `masks[i]` flags."""
+        segments = tuple(s.filtered(m) for s, m in zip(self.segments, masks, strict=True))
+        return replace(self, segments=segments, filtered=True)
 
     def split(self, docs: I64) -> list[tuple[Segment, I64, I64]]:
         """Per segment holding some of ``docs``: the segment, the positions in ``docs`` and
