@@ -23,6 +23,7 @@ matches (`!=` is `NOT =` and matches nulls), `rankers.filter_ast` the tree and i
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -93,9 +94,11 @@ class Filter:
     key: str
 
 
-def schema_fingerprint(schema: Mapping[str, FieldSpec]) -> tuple[FieldSpec, ...]:
-    """What a parse depends on: the field specs, in name order (frozen, so hashable)."""
-    return tuple(schema[name] for name in sorted(schema))
+def schema_fingerprint(schema: Mapping[str, FieldSpec]) -> str:
+    """What a parse depends on, the field specs in name order, as a digest: a string caches
+    its hash, where a tuple of specs would be hashed again on every lookup."""
+    specs = repr(tuple(schema[name] for name in sorted(schema)))
+    return hashlib.blake2b(specs.encode("utf-8"), digest_size=16).hexdigest()
 
 
 class FilterParser:
@@ -109,7 +112,7 @@ class FilterParser:
     def __init__(self, schema: Mapping[str, FieldSpec], size: int = CACHE_SIZE) -> None:
         self.schema = dict(schema)
         self.fingerprint = schema_fingerprint(self.schema)
-        self._cache: LRUCache[tuple[tuple[FieldSpec, ...], str], Filter] = LRUCache(size)
+        self._cache: LRUCache[tuple[str, str], Filter] = LRUCache(size)
         # cachetools caches are not thread-safe; phases parse on worker threads.
         self._lock = threading.Lock()
 
