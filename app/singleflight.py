@@ -1,18 +1,26 @@
 """Single flight: concurrent callers asking for the same key share one computation.
 
-The first caller runs the work in its own task, so a caller that goes away (a dropped client)
-does not cancel the result the others are waiting for.
+The first caller runs the work in its own task, so a caller that goes away (a dropped client,
+or a phase past its deadline) does not cancel the result the others are waiting for. When
+every caller has gone, nobody awaits the task any more: its exception is retrieved here, or
+asyncio would log "Task exception was never retrieved" when it is collected.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-__all__ = ["SingleFlight"]
+__all__ = ["SingleFlight", "consume"]
 
 T = TypeVar("T")
+
+
+def consume(task: asyncio.Future[Any]) -> None:
+    """Mark a finished task's exception as retrieved (whoever awaits it still gets it)."""
+    if not task.cancelled():
+        task.exception()
 
 
 class SingleFlight(Generic[T]):
@@ -30,6 +38,7 @@ class SingleFlight(Generic[T]):
             task = asyncio.ensure_future(work())
             self._running[key] = task
             task.add_done_callback(lambda _t: self._running.pop(key, None))
+            task.add_done_callback(consume)
         # shield: cancelling one waiter must not cancel the work the others await.
         return await asyncio.shield(task), shared
 
