@@ -75,6 +75,13 @@ class Settings:
     """Changes in the delta log that trigger a compaction into a new snapshot (0: never)."""
     max_pending: int = 20_000
     """Written documents waiting for their vectors past which writes get 429 (0: no bound)."""
+    max_header_bytes: int = 16_384
+    """Header names and values of one request, in all (4 bytes a line added); 431 beyond."""
+    max_headers: int = 100
+    """Headers of one request; 431 beyond."""
+    header_timeout: float = 5.0
+    """Seconds for a request's head to arrive, from the connection's opening (or the first
+    byte of the next request on it); the connection is closed after a 408 past it."""
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool]] = [
@@ -89,10 +96,12 @@ class Settings:
             ("max_body_bytes", self.max_body_bytes >= 1),
             ("compact_changes", self.compact_changes >= 0),
             ("max_pending", self.max_pending >= 0),
+            ("max_header_bytes", self.max_header_bytes >= 1024),
+            ("max_headers", self.max_headers >= 1),
         ]
         for name in ("keyword_timeout", "semantic_timeout", "enhanced_timeout", "cache_ttl",
                      "redis_timeout", "send_timeout", "ping_seconds", "publish_timeout",
-                     "precompute_interval"):
+                     "precompute_interval", "header_timeout"):
             checks.append((name, getattr(self, name) > 0))
         for name, ok in checks:
             if not ok:
@@ -134,11 +143,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     **{n: int for n in ("max_query_chars", "max_k", "default_k", "encoder_threads",
                         "encoder_concurrency", "candidates", "cache_size", "retry_ms",
                         "cache_max_age", "embedded_threads", "precompute_top", "max_body_bytes",
-                        "compact_changes", "max_pending")},
+                        "compact_changes", "max_pending", "max_header_bytes", "max_headers")},
     **{n: float for n in ("keyword_timeout", "semantic_timeout", "enhanced_timeout",
                           "cache_ttl", "redis_timeout", "redis_backoff", "send_timeout",
                           "ping_seconds", "shutdown_grace", "publish_timeout",
-                          "precompute_interval")},
+                          "precompute_interval", "header_timeout")},
 }
 
 
