@@ -79,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also run the semantic phase (needs an index with vectors)",
     )
+    se.add_argument(
+        "--until",
+        metavar="PHASE",
+        help="run the phases up to this one (keyword, semantic, enhanced); default: keyword, "
+        "or semantic with --semantic",
+    )
 
     ev = sub.add_parser("eval", help="nDCG@10, Recall@100 and MRR@10 of each phase on BEIR data")
     ev.add_argument("index", type=Path)
@@ -211,61 +217,63 @@ def _print_hits(title: str, hits: list[dict[str, Any]], took_ms: float) -> None:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from index.snapshot import load_snapshot
-    from rankers.keyword import KeywordRanker
+    from app.phases import PHASES, SEMANTIC, BareQuery
+    from app.phases.bare import open_engine, ready_phases
 
     if not 1 <= args.k <= 10_000:
         raise ProgsearchError(f"-k must be between 1 and 10000, got {args.k}")
-    snapshot = load_snapshot(args.index)
-    ranker = KeywordRanker(snapshot)
-    started = time.perf_counter()
-    result = ranker.search(args.query, args.k, prefix=args.prefix)
-    took_ms = (time.perf_counter() - started) * 1e3
-    out: dict[str, Any] = {
-        "query": args.query,
-        "keyword": {
-            "took_ms": round(took_ms, 3),
-            "hits": _hits(snapshot, result.docs, result.scores),
-        },
-        "corrections": [c.__dict__ for c in result.corrections],
-        "expansion": result.expansion.__dict__ if result.expansion else None,
-        "unknown": list(result.unknown),
-    }
-    if args.semantic:
-        from index.core.encoder import Encoder, EncoderConfig
-        from rankers.semantic import SemanticRanker
-
-        semantic = SemanticRanker(snapshot, ranker, Encoder.load(EncoderConfig()))
+    until = args.until or (SEMANTIC.name if args.semantic else PHASES.first.name)
+    try:
+        wanted = PHASES.until(until)
+    except KeyError:
+        raise ProgsearchError(f"--until {until!r}: the phases are {PHASES.names}") from None
+    engine = open_engine(args.index, wanted)
+    phases = ready_phases(engine, wanted, strict=True)
+    snapshot = engine.snapshot
+    query = BareQuery(engine.rankers, args.query, args.k, engine.encode, prefix=args.prefix)
+    out: dict[str, Any] = {"query": args.query}
+    notes: list[str] = []
+    shown: list[str] = []
+    for phase in phases:
         started = time.perf_counter()
-        fused = semantic.search(args.query, args.k, prefix=args.prefix)
-        sem_ms = (time.perf_counter() - started) * 1e3
-        out["semantic"] = {
-            "took_ms": round(sem_ms, 3),
-            "hits": _hits(snapshot, fused.docs, fused.scores, fused.previous),
+        ranking = phase.rank(query)
+        took_ms = (time.perf_counter() - started) * 1e3
+        if ranking is None:  # no bare form
+            continue
+        shown.append(phase.name)
+        out[phase.name] = {
+            "took_ms": round(took_ms, 3),
+            "hits": _hits(snapshot, ranking.docs, ranking.scores, ranking.previous),
         }
+        result = ranking.keyword
+        if result is not None:  # how the query was read, next to the phase that read it
+            out["corrections"] = [c.__dict__ for c in result.corrections]
+            out["expansion"] = result.expansion.__dict__ if result.expansion else None
+            out["unknown"] = list(result.unknown)
+            if result.corrections:
+                notes.append("showing results for: " + ", ".join(
+                    f"{c.original} -> {c.corrected}" for c in result.corrections))
+            if result.expansion:
+                notes.append(f"completed {result.expansion.prefix!r} to "
+                             f"{', '.join(result.expansion.completions)}")
     if args.json:
         print(json.dumps(out, ensure_ascii=False))
         return 0
-    if result.corrections:
-        print(
-            "showing results for: "
-            + ", ".join(f"{c.original} -> {c.corrected}" for c in result.corrections)
-        )
-    if result.expansion:
-        print(f"completed {result.expansion.prefix!r} to {', '.join(result.expansion.completions)}")
-    _print_hits("keyword", out["keyword"]["hits"], took_ms)
-    if args.semantic:
-        _print_hits("semantic", out["semantic"]["hits"], out["semantic"]["took_ms"])
+    for note in notes:
+        print(note)
+    for name in shown:
+        _print_hits(name, out[name]["hits"], out[name]["took_ms"])
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from app.evaluate import METRICS, evaluate_snapshot, phase_retrievers
-    from index.snapshot import load_snapshot
+    from app.evaluate import METRICS, evaluate_engine
+    from app.phases import PHASES
+    from app.phases.bare import open_engine, ready_phases
 
-    snapshot = load_snapshot(args.index)
-    phases = phase_retrievers(snapshot, encoder_kind=args.encoder)
-    results = evaluate_snapshot(snapshot, args.dataset, args.split, phases)
+    engine = open_engine(args.index, PHASES, encoder=args.encoder)
+    phases = ready_phases(engine, PHASES, strict=False)
+    results = evaluate_engine(engine, args.dataset, args.split, phases)
     if args.json:
         print(json.dumps(results))
         return 0

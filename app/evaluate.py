@@ -1,22 +1,27 @@
-"""Retrieval quality of each phase on a BEIR dataset, with pytrec_eval."""
+"""Retrieval quality of each phase on a BEIR dataset, with pytrec_eval.
+
+The phases come from the registry and run in their bare form (`Phase.rank`) on the loaded
+index; a phase's `references` (the semantic phase's nearest neighbours alone, `dense`) are
+reported next to it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pytrec_eval
 
 from app.beir import split_queries
-from index.snapshot import Snapshot
-from rankers.keyword import KeywordRanker
-from rankers.semantic import FusionSettings, SemanticRanker
+from app.engine import Engine
+from app.phases import PHASES, BareQuery, Phase
 
-__all__ = ["METRICS", "evaluate_run", "evaluate_snapshot", "phase_retrievers"]
+__all__ = ["DEPTH", "METRICS", "evaluate_engine", "evaluate_run", "phase_runs"]
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
+DEPTH = 100
+"""Hits retrieved per query: Recall@100 needs them all."""
 Run = dict[str, dict[str, float]]
-Retrieve = Callable[[str, int], tuple[list[str], list[float]]]
 
 
 def _top(run: Run, k: int) -> Run:
@@ -44,67 +49,28 @@ def evaluate_run(run: Run, qrels: Mapping[str, Mapping[str, int]]) -> dict[str, 
     }
 
 
-def evaluate_snapshot(
-    snapshot: Snapshot, dataset: Path, split: str, phases: Mapping[str, Retrieve]
-) -> dict[str, dict[str, float]]:
+def phase_runs(engine: Engine, queries: Mapping[str, str], phases: Iterable[Phase]
+               ) -> dict[str, Run]:
+    """Each phase's (and reference's) run over the queries, in phase order."""
+    snapshot = engine.rankers.snapshot
+    runs: dict[str, Run] = {}
+    phases = list(phases)
+    for qid, text in queries.items():
+        query = BareQuery(engine.rankers, text, DEPTH, engine.encode)
+        for phase in phases:
+            ranking = phase.rank(query)
+            if ranking is None:  # no bare form: nothing to evaluate
+                continue
+            for name, r in {phase.name: ranking, **phase.references(query)}.items():
+                ids = snapshot.external_ids(r.docs)
+                # pytrec_eval breaks score ties by doc id; give it strictly decreasing scores.
+                runs.setdefault(name, {})[qid] = {d: float(len(ids) - i) for i, d in enumerate(ids)}
+    return runs
+
+
+def evaluate_engine(engine: Engine, dataset: Path, split: str,
+                    phases: Iterable[Phase] = PHASES) -> dict[str, dict[str, float]]:
+    """The figures of each phase the engine is ready to run (see `ready_phases`)."""
     queries, qrels = split_queries(dataset, split)
-    results: dict[str, dict[str, float]] = {}
-    for name, retrieve in phases.items():
-        run: Run = {}
-        for qid, text in queries.items():
-            ids, scores = retrieve(text, 100)
-            # pytrec_eval breaks score ties by doc id; give it strictly decreasing scores.
-            run[qid] = {d: float(len(ids) - i) for i, d in enumerate(ids)}
-            del scores
-        results[name] = evaluate_run(run, qrels)
-    return results
-
-
-def phase_retrievers(
-    snapshot: Snapshot, *, encoder_kind: str = "int8", fusion: FusionSettings | None = None
-) -> dict[str, Retrieve]:
-    """The phases this snapshot can serve, as retrieval functions for `evaluate_snapshot`:
-    `keyword` always; `semantic` (fused) and `dense` (nearest neighbours only) with vectors;
-    `enhanced` (the semantic top 100 re-ranked by passages) with passages."""
-    keyword = KeywordRanker(snapshot)
-
-    def run_keyword(query: str, k: int) -> tuple[list[str], list[float]]:
-        res = keyword.search(query, k)
-        return snapshot.external_ids(res.docs), res.scores.tolist()
-
-    phases: dict[str, Retrieve] = {"keyword": run_keyword}
-    if not snapshot.has_vectors:
-        return phases
-    from index.core.encoder import Encoder, EncoderConfig
-
-    encoder = Encoder.load(EncoderConfig(kind=encoder_kind))  # type: ignore[arg-type]
-    semantic = SemanticRanker(snapshot, keyword, encoder, fusion)
-
-    def run_semantic(query: str, k: int) -> tuple[list[str], list[float]]:
-        plan = keyword.plan(query)
-        kw = keyword.run(plan, semantic.fusion.candidates)
-        res = semantic.fuse(plan, kw, encoder.encode_query(query), k)
-        return snapshot.external_ids(res.docs), res.scores.tolist()
-
-    def run_dense(query: str, k: int) -> tuple[list[str], list[float]]:
-        docs, scores = semantic.dense(encoder.encode_query(query), k)
-        return snapshot.external_ids(docs), scores.tolist()
-
-    phases["semantic"] = run_semantic
-    phases["dense"] = run_dense
-    if not snapshot.has_passages:
-        return phases
-    from rankers.enhance import EnhancedRanker
-
-    enhanced = EnhancedRanker(snapshot, keyword)
-
-    def run_enhanced(query: str, k: int) -> tuple[list[str], list[float]]:
-        plan = keyword.plan(query)
-        kw = keyword.run(plan, semantic.fusion.candidates)
-        vector = encoder.encode_query(query)
-        sem = semantic.fuse(plan, kw, vector, semantic.fusion.candidates)
-        res = enhanced.rerank(query, plan, kw, vector, sem, k)
-        return snapshot.external_ids(res.docs), res.scores.tolist()
-
-    phases["enhanced"] = run_enhanced
-    return phases
+    return {name: evaluate_run(run, qrels)
+            for name, run in phase_runs(engine, queries, phases).items()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from app.params import SearchParams
+from app.phases import Need, Phase
 from app.search import QUERY_LOG, PhaseError, Searcher
 
 __all__ = ["claim_version", "precompute"]
@@ -18,22 +19,28 @@ __all__ = ["claim_version", "precompute"]
 log = logging.getLogger(__name__)
 
 
+def _wanted(searcher: Searcher) -> list[Phase]:
+    """Every phase, but those that need passages on an index built without them: such an
+    index is complete without them. (A query whose phase cannot run otherwise is not counted
+    as precomputed.)"""
+    has_passages = searcher.engine.has_passages
+    return [p for p in searcher.phases if has_passages or Need.PASSAGES not in p.needs]
+
+
 async def precompute(searcher: Searcher, top: int) -> int:
     """Fill the cache for the `top` most frequent logged queries; returns how many ran."""
     members = await searcher.cache.top(QUERY_LOG, top)
+    wanted = _wanted(searcher)
     done = 0
     for member in members:
         try:
             params = SearchParams.from_log_member(member)
         except ValueError:
             continue
-        cached = await searcher.lookup(["keyword", "semantic", "enhanced"], params)
+        query = await searcher.begin(params, wanted)
         try:
-            _, state = await searcher.keyword(params, cached.get("keyword"))
-            if "semantic" not in cached:
-                await searcher.semantic(params, state)
-            if "enhanced" not in cached and searcher.engine.has_passages:
-                await searcher.enhanced(params)
+            for phase in wanted:  # a phase found in the cache costs nothing here
+                await searcher.run(phase, query)
         except PhaseError as exc:
             log.warning("precompute %r: %s phase %s", params.q, exc.phase, exc.code)
             continue

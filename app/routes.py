@@ -16,9 +16,10 @@ from app.documents import delete_document, get_document, post_documents
 from app.engine import Engine, SemanticState
 from app.metrics import CONTENT_TYPE_LATEST, Metrics
 from app.params import parse_search
+from app.phases import Capabilities
 from app.search import PhaseError, Searcher
 from app.settings import Settings
-from app.stream import SEQUENCE, phase_events, resume_after
+from app.stream import phase_events, resume_after
 
 __all__ = ["STATIC", "routes"]
 
@@ -52,9 +53,8 @@ async def search(request: Request) -> Response:
     headers = {"ETag": etag, "Cache-Control": f"public, max-age={settings.cache_max_age}"}
     if _etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
-    cached = await searcher.lookup(["keyword"], params)
     try:
-        result, _ = await searcher.keyword(params, cached.get("keyword"))
+        result = await searcher.answer(searcher.phases.first, params)
     except PhaseError as exc:
         metrics.errors.labels(exc.code).inc()
         return JSONResponse({"error": exc.payload()}, status_code=503)
@@ -66,8 +66,8 @@ async def search_stream(request: Request) -> Response:
     metrics.requests.labels("stream").inc()
     params = parse_search(request.scope["query_string"], settings)
     await engine.refresh_async()
-    seen = resume_after(request.headers.get("last-event-id"), engine.version)
-    if seen >= SEQUENCE["done"]:
+    seen = resume_after(request.headers.get("last-event-id"), engine.version, searcher.phases)
+    if seen >= searcher.phases.done:
         return Response(status_code=204)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
@@ -92,14 +92,11 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    engine, _, _, _ = _state(request)
+    engine, searcher, _, _ = _state(request)
     await engine.refresh_async()
-    status = engine.semantic_status  # state and error read together
-    phases: dict[str, Any] = {
-        "keyword": "ready",
-        "semantic": status.state.value,
-        "enhanced": (status.state if engine.has_passages else SemanticState.UNAVAILABLE).value,
-    }
+    caps = Capabilities.of(engine)  # read once: every phase judges the same state
+    phases: dict[str, Any] = {p.name: p.readiness(caps).state for p in searcher.phases}
+    status = caps.encoder
     body: dict[str, Any] = {
         "ready": True,
         "index_version": engine.version,

@@ -1,5 +1,10 @@
 """The phases as the service runs them: cache first, single flight on a miss, a deadline each.
 
+Every phase goes through `Searcher.run`, written once: the cached payload if the request's
+lookup found one; else the phase's readiness and refusal, its computation under its deadline
+and shared by concurrent identical requests, the metrics, and the cache write in the
+background. What differs between phases is said by the phase objects (`app.phases`).
+
 A phase result is cached as the JSON of its payload, under
 `ps1:{index version}:{phase}:{k}:{query digest}`; query vectors under
 `ps1:emb:{encoder fingerprint}:{query digest}`. A new index version makes the old phase
@@ -11,49 +16,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import numpy as np
 import orjson
 
 from app.cache import Cache
-from app.engine import Engine, KeywordState, SemanticState
+from app.engine import Engine, SemanticState
 from app.jobs import JobError, Jobs
 from app.metrics import Metrics
 from app.params import SearchParams
+from app.phases import PHASES, Capabilities, Need, Phase, PhaseError, Registry
 from app.settings import Settings
-from app.singleflight import SingleFlight
+from app.singleflight import SingleFlight, consume
+from index.core.types import F32
 
-__all__ = ["EMBEDDING", "QUERY_LOG", "PhaseError", "PhaseResult", "Searcher"]
+__all__ = ["EMBEDDING", "QUERY_LOG", "PhaseError", "PhaseResult", "Query", "Searcher"]
 
 log = logging.getLogger(__name__)
 
-# The keyword phase runs on the event loop when the corpus is small enough to score in well
-# under a millisecond; a thread hop would cost more than it saves. Larger corpora use threads.
-INLINE_DOCS = 200_000
 QUERY_LOG = "ps1:querylog"
 EMBEDDING = "embedding"
 """Looked up like a phase: the cached query vector."""
-Vector = np.ndarray[Any, np.dtype[np.float32]]
-
-
-def _consume(task: asyncio.Task[Any]) -> None:
-    """Retrieve a background task's exception (the phase that awaits it reports it)."""
-    if not task.cancelled():
-        task.exception()
-
-
-class PhaseError(Exception):
-    def __init__(self, phase: str, code: str, message: str) -> None:
-        super().__init__(message)
-        self.phase = phase
-        self.code = code
-        self.message = message
-
-    def payload(self) -> dict[str, Any]:
-        return {"phase": self.phase, "code": self.code, "message": self.message}
+S = TypeVar("S")
 
 
 @dataclass(frozen=True)
@@ -77,14 +65,59 @@ class PhaseResult:
         return orjson.dumps({**self.payload, "took_ms": took, "cached": False})
 
 
+class Query:
+    """One request's run through the phases: what its lookup found, its query vector (started
+    once), and the state its phases keep for the later ones. It is the `Context` the phases
+    compute from."""
+
+    def __init__(self, searcher: Searcher, params: SearchParams, cached: dict[str, bytes],
+                 vector: asyncio.Future[F32] | None = None) -> None:
+        self.searcher = searcher
+        self.params = params
+        self.cached = cached
+        self._vector = vector
+        self._states: dict[type, object] = {}
+
+    @property
+    def engine(self) -> Engine:
+        return self.searcher.engine
+
+    @property
+    def settings(self) -> Settings:
+        return self.searcher.settings
+
+    @property
+    def jobs(self) -> Jobs:
+        return self.searcher.jobs
+
+    async def vector(self) -> F32:
+        if self._vector is not None:
+            # shield: a phase cancelled at its deadline must not cancel the encoding the
+            # next phase of the request (or another request) awaits.
+            return await asyncio.shield(self._vector)
+        return await self.searcher.vector(self.params)
+
+    def previous(self, kind: type[S]) -> S | None:
+        state = self._states.get(kind)
+        return state if isinstance(state, kind) else None
+
+    def keep(self, state: object | None) -> None:
+        if state is not None:
+            self._states[type(state)] = state
+
+    def overloaded(self) -> bool:
+        return self.searcher.overloaded()
+
+
 class Searcher:
     def __init__(self, engine: Engine, cache: Cache, metrics: Metrics, settings: Settings,
-                 jobs: Jobs) -> None:
+                 jobs: Jobs, phases: Registry = PHASES) -> None:
         self.engine = engine
         self.jobs = jobs
         self.cache = cache
         self.metrics = metrics
         self.settings = settings
+        self.phases = phases
         self._flights: SingleFlight[Any] = SingleFlight()
         self._writes: set[asyncio.Task[None]] = set()
         self._semantic_limit = anyio.CapacityLimiter(settings.encoder_concurrency)
@@ -95,17 +128,19 @@ class Searcher:
             return f"ps1:emb:{self.engine.encoder_fingerprint}:{params.digest}"
         return f"ps1:{self.engine.version}:{phase}:{params.k}:{params.digest}"
 
-    def _store(self, key: str, payload: dict[str, Any]) -> None:
-        """Write to the cache in the background: the client does not wait for it."""
-        task = asyncio.ensure_future(self.cache.set(key, orjson.dumps(payload)))
+    def _background(self, work: Any) -> None:
+        """Run a cache write in the background: the client does not wait for it."""
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
+        task.add_done_callback(consume)
+
+    def _store(self, key: str, payload: dict[str, Any]) -> None:
+        self._background(self.cache.set(key, orjson.dumps(payload)))
 
     def log_query(self, params: SearchParams) -> None:
         """Count the query in the query log (in the background), for precomputation."""
-        task = asyncio.ensure_future(self.cache.count(QUERY_LOG, params.log_member))
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
+        self._background(self.cache.count(QUERY_LOG, params.log_member))
 
     async def lookup(self, phases: list[str], params: SearchParams) -> dict[str, bytes]:
         """Cached payloads (their JSON) of several phases, in one round trip; `EMBEDDING`
@@ -123,41 +158,67 @@ class Searcher:
                 found[phase] = value
         return found
 
-    # -- keyword ------------------------------------------------------------------------
-    def _keyword_work(self, params: SearchParams) -> tuple[dict[str, Any], KeywordState]:
-        state = self.engine.keyword_state(params, self.settings.candidates)
-        return self.engine.keyword_payload(params, state), state
+    # -- a request --------------------------------------------------------------------------
+    async def begin(self, params: SearchParams, wanted: Sequence[Phase]) -> Query:
+        """A request for these phases: one cache round trip for all of them (and the query
+        vector, when one needs it), and the vector's encoding started if a phase will."""
+        names = [p.name for p in wanted]
+        needs_vector = any(Need.VECTOR in p.needs for p in wanted)
+        cached = await self.lookup([*names, EMBEDDING] if needs_vector else names, params)
+        vector = None
+        if any(Need.VECTOR in p.needs and p.name not in cached for p in wanted):
+            vector = self._start_vector(params, cached)
+            if vector is not None:
+                # Let the vector's task reach the encoder's thread (a cache lookup, then the
+                # hand-off) before the first phase holds the loop.
+                for _ in range(3):
+                    await asyncio.sleep(0)
+        return Query(self, params, cached, vector)
 
-    async def keyword_state(self, params: SearchParams) -> tuple[dict[str, Any], KeywordState]:
-        if self.engine.n_docs <= INLINE_DOCS:
-            return self._keyword_work(params)
-        with anyio.fail_after(self.settings.keyword_timeout):
-            return await anyio.to_thread.run_sync(
-                self._keyword_work, params, abandon_on_cancel=True
-            )
-
-    async def keyword(self, params: SearchParams, cached: bytes | None = None
-                      ) -> tuple[PhaseResult, KeywordState | None]:
+    async def run(self, phase: Phase, query: Query) -> PhaseResult:
+        """One phase of a request: from the cache, else computed once however many ask at a
+        time. Raises `PhaseError` when the phase cannot answer."""
         start = time.perf_counter()
+        cached = query.cached.get(phase.name)
         if cached is not None:
-            return self._done("keyword", cached, True, start), None
+            return self._done(phase, cached, True, start)
+        ready = phase.readiness(Capabilities.of(self.engine))
+        if not ready.ok:
+            raise PhaseError(phase.name, ready.code, ready.message)
+        refused = phase.refuse(query)
+        if refused is not None:
+            raise refused
+        key = self.key(phase.name, query.params)
         try:
-            payload, state = await self.keyword_state(params)
+            if phase.inline(self.engine):
+                computed = await phase.compute(query)
+            else:
+                with anyio.fail_after(phase.deadline(self.settings)):
+                    computed, _ = await self._flights.run(key, lambda: phase.compute(query))
         except TimeoutError:
-            raise PhaseError("keyword", "timeout",
-                             "the keyword phase passed its deadline") from None
-        self._store(self.key("keyword", params), payload)
-        return self._done("keyword", payload, False, start), state
+            raise PhaseError(phase.name, "timeout",
+                             f"the {phase.name} phase passed its deadline") from None
+        except JobError as exc:
+            raise PhaseError(phase.name, exc.code, exc.message) from None
+        query.keep(computed.state)
+        self._store(key, computed.payload)
+        return self._done(phase, computed.payload, False, start)
 
-    # -- semantic -----------------------------------------------------------------------
-    def _check_semantic(self, phase: str = "semantic") -> None:
-        state = self.engine.semantic_state
-        if state == SemanticState.LOADING:
-            raise PhaseError(phase, "warming_up", "the query encoder is still loading")
-        if state != SemanticState.READY:
-            raise PhaseError(phase, "unavailable", self.engine.semantic_error)
+    async def answer(self, phase: Phase, params: SearchParams) -> PhaseResult:
+        """One phase alone (`GET /search` answers the first)."""
+        return await self.run(phase, await self.begin(params, [phase]))
 
-    async def _vector(self, params: SearchParams, looked_up: bool = False) -> Vector:
+    def _done(self, phase: Phase, payload: dict[str, Any] | bytes, cached: bool,
+              start: float) -> PhaseResult:
+        took = time.perf_counter() - start
+        source = "cache" if cached else "computed"
+        self.metrics.phase_seconds.labels(phase.name, source).observe(took)
+        if isinstance(payload, bytes):
+            return PhaseResult(None, payload, took * 1000)
+        return PhaseResult(payload, None, took * 1000)
+
+    # -- the query vector -------------------------------------------------------------------
+    async def vector(self, params: SearchParams, looked_up: bool = False) -> F32:
         """The query vector: from the cache, else encoded once however many ask at a time.
         `looked_up`: the caller's `lookup` already missed it in the cache."""
         text = params.normalized.split("\x00", 1)[0]
@@ -167,113 +228,35 @@ class Searcher:
             if value is not None:
                 return np.frombuffer(value, dtype=np.float32)
 
-        async def encode() -> Vector:
+        async def encode() -> F32:
             vector = await anyio.to_thread.run_sync(
                 self.engine.encode, text, limiter=self._semantic_limit, abandon_on_cancel=True
             )
-            task = asyncio.ensure_future(self.cache.set(key, vector.astype(np.float32).tobytes()))
-            self._writes.add(task)
-            task.add_done_callback(self._writes.discard)
+            self._background(self.cache.set(key, vector.astype(np.float32).tobytes()))
             return vector
 
         vector, _ = await self._flights.run(key, encode)
-        result: Vector = vector
+        result: F32 = vector
         return result
 
     def overloaded(self) -> bool:
-        """Query encodings are waiting for the encoder: the cores are saturated. The embedded
-        enhanced phase (the costliest, and the last) then gives way, so the keyword and
-        semantic phases of the waiting streams meet their deadlines."""
+        """Query encodings are waiting for the encoder: the cores are saturated."""
         return self._semantic_limit.statistics().tasks_waiting > 0
 
-    def start_vector(self, params: SearchParams, cached: dict[str, bytes] | None = None
-                     ) -> asyncio.Future[Vector] | None:
+    def _start_vector(self, params: SearchParams, cached: dict[str, bytes]
+                      ) -> asyncio.Future[F32] | None:
         """Start computing the query vector now, so the encoder runs on another core while the
-        keyword phase is answered (None when the encoder is not ready: the phases report it).
+        first phase is answered (None when the encoder is not ready: the phases report it).
         `cached`: what a `lookup` that included `EMBEDDING` found (the vector, or a miss)."""
-        if self.engine.semantic_state != SemanticState.READY:
+        if self.engine.semantic_state is not SemanticState.READY:
             return None
-        if cached is not None and EMBEDDING in cached:
-            done: asyncio.Future[Vector] = asyncio.get_running_loop().create_future()
+        if EMBEDDING in cached:
+            done: asyncio.Future[F32] = asyncio.get_running_loop().create_future()
             done.set_result(np.frombuffer(cached[EMBEDDING], dtype=np.float32))
             return done
-        task = asyncio.ensure_future(self._vector(params, looked_up=cached is not None))
-        task.add_done_callback(_consume)
+        task = asyncio.ensure_future(self.vector(params, looked_up=True))
+        task.add_done_callback(consume)  # the phase that awaits it reports its failure
         return task
-
-    async def _query_vector(self, params: SearchParams, started: asyncio.Future[Vector] | None
-                            ) -> Vector:
-        if started is not None:
-            return await asyncio.shield(started)
-        return await self._vector(params)
-
-    async def semantic(self, params: SearchParams, state: KeywordState | None,
-                       cached: bytes | None = None,
-                       vector_task: asyncio.Future[Vector] | None = None) -> PhaseResult:
-        start = time.perf_counter()
-        if cached is not None:
-            return self._done("semantic", cached, True, start)
-        self._check_semantic()
-        key = self.key("semantic", params)
-
-        async def work() -> dict[str, Any]:
-            vector = await self._query_vector(params, vector_task)
-            kw = state
-            if kw is None:  # the keyword phase came from the cache: rebuild its candidates
-                kw = self.engine.keyword_state(params, self.settings.candidates)
-            return await anyio.to_thread.run_sync(
-                self.engine.semantic_payload, params, kw, vector, abandon_on_cancel=True
-            )
-
-        try:
-            with anyio.fail_after(self.settings.semantic_timeout):
-                payload, _ = await self._flights.run(key, work)
-        except TimeoutError:
-            raise PhaseError("semantic", "timeout",
-                             "the semantic phase passed its deadline") from None
-        self._store(key, payload)
-        return self._done("semantic", payload, False, start)
-
-    # -- enhanced -----------------------------------------------------------------------
-    async def enhanced(self, params: SearchParams, cached: bytes | None = None,
-                       vector_task: asyncio.Future[Vector] | None = None) -> PhaseResult:
-        start = time.perf_counter()
-        if cached is not None:
-            return self._done("enhanced", cached, True, start)
-        if not self.engine.has_passages:
-            raise PhaseError("enhanced", "unavailable",
-                             "this index has no passages; rebuild it without --no-passages")
-        self._check_semantic("enhanced")
-        if self.jobs.mode == "embedded" and self.overloaded():
-            raise PhaseError("enhanced", "overloaded",
-                             "the server is busy encoding queries; the enhanced phase was skipped")
-        key = self.key("enhanced", params)
-        deadline = self.settings.enhanced_timeout
-
-        async def work() -> dict[str, Any]:
-            vector = await self._query_vector(params, vector_task)
-            request = {"q": params.q, "k": params.k, "prefix": params.prefix,
-                       "vector": vector.tolist(), "version": self.engine.version}
-            return await self.jobs.enhance(request, deadline)
-
-        try:
-            with anyio.fail_after(deadline):
-                payload, _ = await self._flights.run(key, work)
-        except TimeoutError:
-            raise PhaseError("enhanced", "timeout",
-                             "the enhanced phase passed its deadline") from None
-        except JobError as exc:
-            raise PhaseError("enhanced", exc.code, exc.message) from None
-        self._store(key, payload)
-        return self._done("enhanced", payload, False, start)
-
-    def _done(self, phase: str, payload: dict[str, Any] | bytes, cached: bool,
-              start: float) -> PhaseResult:
-        took = time.perf_counter() - start
-        self.metrics.phase_seconds.labels(phase, "cache" if cached else "computed").observe(took)
-        if isinstance(payload, bytes):
-            return PhaseResult(None, payload, took * 1000)
-        return PhaseResult(payload, None, took * 1000)
 
     async def flush(self) -> None:
         """Wait for the cache writes started so far."""
@@ -282,5 +265,4 @@ class Searcher:
 
     async def close(self) -> None:
         await self._flights.drain()
-        if self._writes:
-            await asyncio.gather(*list(self._writes), return_exceptions=True)
+        await self.flush()

@@ -25,6 +25,7 @@ from app.errors import exception_handlers
 from app.index_work import IndexWork
 from app.jobs import CeleryJobs, EmbeddedJobs, Jobs
 from app.metrics import Metrics
+from app.phases import PHASES, Registry
 from app.precompute import claim_version, precompute
 from app.routes import routes
 from app.search import Searcher
@@ -37,8 +38,10 @@ log = logging.getLogger(__name__)
 SWEEP_SECONDS = 5.0
 
 
-def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
-    """An app serving `settings.index`, or the given already-loaded engine."""
+def create_app(settings: Settings, engine: Engine | None = None,
+               phases: Registry = PHASES) -> Starlette:
+    """An app serving `settings.index`, or the given already-loaded engine, with these
+    phases."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -58,7 +61,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> Starlette:
         )
         jobs = make_jobs(settings, loaded)
         await jobs.start()
-        searcher = Searcher(loaded, cache, metrics, settings, jobs)
+        searcher = Searcher(loaded, cache, metrics, settings, jobs, phases)
         writer = Writer.make(loaded, jobs, settings)
         warmer = asyncio.ensure_future(_precompute_when_ready(searcher, settings))
         sweeper = asyncio.ensure_future(_sweep(writer)) if writer is not None else None

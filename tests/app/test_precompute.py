@@ -125,6 +125,7 @@ def test_a_write_gets_the_popular_queries_precomputed_for_the_new_version(
 async def test_embedded_enhanced_phase_gives_way_while_encodings_wait(engine: Engine) -> None:
     import anyio
 
+    from app.phases import ENHANCED
     from app.search import PhaseError
 
     settings = Settings(encoder_concurrency=1)
@@ -139,11 +140,11 @@ async def test_embedded_enhanced_phase_gives_way_while_encodings_wait(engine: En
         await anyio.sleep(0.01)
         assert searcher.overloaded()
         with pytest.raises(PhaseError) as info:
-            await searcher.enhanced(params)
+            await searcher.answer(ENHANCED, params)
         assert info.value.code == "overloaded"
         limit.release_on_behalf_of(running)
     limit.release_on_behalf_of(waiting)
     assert not searcher.overloaded()
-    result = await searcher.enhanced(params)
+    result = await searcher.answer(ENHANCED, params)
     assert result.payload is not None and result.payload["hits"]
     await jobs.close()
