@@ -24,11 +24,8 @@ from app.stream import phase_events, resume_after
 __all__ = ["STATIC", "routes"]
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
-# The page loads nothing from other hosts; the policy makes the browser hold it to that.
-PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; style-src 'self'; script-src 'self'",
-    "Cache-Control": "no-cache",
-}
+# The page's Content-Security-Policy, like every answer's, is app.middleware.SECURITY_HEADERS.
+PAGE_HEADERS = {"Cache-Control": "no-cache"}
 
 
 def _state(request: Request) -> tuple[Engine, Searcher, Metrics, Settings]:

@@ -15,8 +15,6 @@ from typing import Any
 
 import anyio
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 
 from app.cache import make_cache
 from app.documents import Writer
@@ -25,6 +23,7 @@ from app.errors import exception_handlers
 from app.index_work import IndexWork
 from app.jobs import CeleryJobs, EmbeddedJobs, Jobs
 from app.metrics import Metrics
+from app.middleware import middleware
 from app.phases import PHASES, Registry
 from app.precompute import claim_version, precompute
 from app.routes import routes
@@ -79,16 +78,7 @@ def create_app(settings: Settings, engine: Engine | None = None,
             await jobs.close()
             await cache.close()
 
-    middleware = []
-    if settings.cors_origins:
-        middleware.append(Middleware(
-            CORSMiddleware, allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Last-Event-ID", "If-None-Match", "Authorization", "X-API-Key",
-                           "Content-Type"],
-            expose_headers=["ETag"],
-        ))
-    return Starlette(routes=routes, middleware=middleware,
+    return Starlette(routes=routes, middleware=middleware(settings),
                      exception_handlers=exception_handlers, lifespan=lifespan)
 
 
