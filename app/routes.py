@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -19,7 +19,7 @@ from app.params import parse_search
 from app.phases import Capabilities
 from app.search import PhaseError, Searcher
 from app.settings import Settings
-from app.stream import phase_events, resume_after
+from app.stream import PhaseStream, phase_events, resume_after
 
 __all__ = ["STATIC", "routes"]
 
@@ -75,8 +75,9 @@ async def search_stream(request: Request) -> Response:
         finally:
             metrics.open_streams.dec()
 
-    return EventSourceResponse(
+    return PhaseStream(
         events(),
+        metrics=metrics,
         ping=settings.ping_seconds,
         send_timeout=settings.send_timeout,
         shutdown_grace_period=0,

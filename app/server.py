@@ -29,6 +29,7 @@ from app.precompute import claim_version, precompute
 from app.routes import routes
 from app.search import Searcher
 from app.settings import Settings, SettingsError
+from app.stream import DroppedStreamFilter
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -66,6 +67,10 @@ def create_app(settings: Settings, engine: Engine | None = None,
         sweeper = asyncio.ensure_future(_sweep(writer)) if writer is not None else None
         log.info("serving %s (%d documents, version %s, cache %s, jobs %s)",
                  loaded.snapshot.folder, loaded.n_docs, loaded.version, cache.backend, jobs.mode)
+        # A stream dropped for its frozen client ends with its response unfinished, by design
+        # and logged once already: uvicorn's error about it is filtered for those requests.
+        dropped = DroppedStreamFilter()
+        logging.getLogger("uvicorn.error").addFilter(dropped)
         try:
             yield {"engine": loaded, "searcher": searcher, "metrics": metrics,
                    "settings": settings, "writer": writer}
@@ -74,6 +79,7 @@ def create_app(settings: Settings, engine: Engine | None = None,
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            logging.getLogger("uvicorn.error").removeFilter(dropped)
             await searcher.close()
             await jobs.close()
             await cache.close()

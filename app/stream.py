@@ -12,19 +12,29 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
+from typing import Any
 
 import orjson
-from sse_starlette import ServerSentEvent
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
 
+from app.metrics import Metrics
 from app.params import SearchParams
 from app.phases import PhaseError, Registry
 from app.search import PhaseResult, Searcher
 
-__all__ = ["PROTOCOL", "phase_events", "resume_after"]
+__all__ = ["PROTOCOL", "DroppedStreamFilter", "PhaseStream", "phase_events", "resume_after"]
 
 log = logging.getLogger(__name__)
 
 PROTOCOL = 1
+INCOMPLETE = "ASGI callable returned without completing response"
+"""What uvicorn logs, as an error, when an app returns before its response is complete."""
+
+_dropped: ContextVar[bool] = ContextVar("progsearch_stream_dropped", default=False)
+"""Set in the request's own context when its stream was dropped (read by the log filter)."""
 
 
 def resume_after(last_event_id: str | None, version: str, phases: Registry) -> int:
@@ -89,3 +99,33 @@ async def phase_events(searcher: Searcher, params: SearchParams, seen: int,
     }
     yield _event("done", version, phases.done, orjson.dumps(done), retry)
 
+
+class PhaseStream(EventSourceResponse):
+    """The stream's response. A client that takes no event within `send_timeout` is dropped
+    (sse-starlette raises `SendTimeoutError`): that is the client's doing, so it is one log
+    line and the error code `client_timeout`, not an internal error with its traceback."""
+
+    def __init__(self, content: AsyncIterator[ServerSentEvent], *, metrics: Metrics,
+                 **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            log.info("dropped a stream whose client took no event for %s s", self.send_timeout)
+            self.metrics.errors.labels("client_timeout").inc()
+            # The response cannot be completed (that would be one more send to the client
+            # that takes none), so uvicorn will say so: `DroppedStreamFilter` knows why.
+            _dropped.set(True)
+
+
+class DroppedStreamFilter(logging.Filter):
+    """Drops uvicorn's "returned without completing response" error for a stream that
+    `PhaseStream` dropped, which it has logged already; installed on `uvicorn.error` by the
+    app's lifespan. The mark lives in the request's context, so any other incomplete
+    response is still reported."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_dropped.get() and record.getMessage().startswith(INCOMPLETE))
