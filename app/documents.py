@@ -31,7 +31,7 @@ from index.core.types import Document
 from index.delta import DeltaLog
 from index.ingest import parse_documents
 from index.schema import Schema
-from index.sources import MAX_ID_CHARS
+from index.sources import check_id
 
 __all__ = ["Writer", "delete_document", "get_document", "post_documents"]
 
@@ -153,6 +153,7 @@ async def post_documents(request: Request) -> Response:
         raise ApiError(422, "invalid_document", "the body holds no document")
     docs = await anyio.to_thread.run_sync(_parse, body, _ndjson(request),
                                           writer.engine.snapshot.manifest.schema)
+    await writer.engine.refresh_async()  # the embedding done since, seen before counting
     writer.check_backlog()
     await _check_broker(writer)
     seq = await anyio.to_thread.run_sync(writer.log.append, docs)
@@ -164,10 +165,11 @@ async def post_documents(request: Request) -> Response:
 
 
 def _doc_id(request: Request) -> str:
-    doc_id: str = request.path_params["doc_id"]
-    if not doc_id.strip() or len(doc_id) > MAX_ID_CHARS:
-        raise ApiError(422, "invalid_id", f"an id has 1 to {MAX_ID_CHARS} characters")
-    return doc_id
+    """The id in the path, read by the rule that writes follow (`index.sources.check_id`)."""
+    try:
+        return check_id(request.path_params["doc_id"])
+    except ValueError as exc:
+        raise ApiError(422, "invalid_id", f"the path's {exc}") from None
 
 
 async def delete_document(request: Request) -> Response:

@@ -18,6 +18,7 @@ import io
 import itertools
 import json
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = [
     "RecordParser",
     "Records",
     "SourceReader",
+    "check_id",
     "document_from_record",
     "open_source",
 ]
@@ -42,6 +44,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_ID_CHARS = 512
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 MAX_WARNINGS = 20
 BLOCK_BYTES = 16 << 20
 """Default block size: small enough that a worker's per-block buffers stay under glibc's largest
@@ -87,6 +90,24 @@ def _as_text(record: dict[str, Any], name: str) -> str:
     return value
 
 
+def check_id(raw: str, field: str = "id") -> str:
+    """The id `raw` stands for, by the one rule for ids (README, "Document ids"): surrounding
+    whitespace removed, 1 to `MAX_ID_CHARS` characters, no control character (U+0000-U+001F,
+    U+007F-U+009F: a URL path cannot address them, so such a document could be written and
+    never read or deleted). `ValueError` names the field."""
+    doc_id = raw.strip()
+    if not doc_id:
+        raise ValueError(f"field {field!r} is empty")
+    if len(doc_id) > MAX_ID_CHARS:
+        raise ValueError(f"field {field!r} is longer than {MAX_ID_CHARS} characters")
+    # isprintable (C, quick) passes nearly every id; it also fails on a few characters ids may
+    # hold (no-break spaces, format characters), so only then are control characters looked for.
+    if not doc_id.isprintable() and (bad := _CONTROL.search(doc_id)) is not None:
+        raise ValueError(f"field {field!r} holds the control character U+{ord(bad.group()):04X}; "
+                         "an id is printable text")
+    return doc_id
+
+
 def _record_fields(
     record: Any, id_field: str, title_field: str, text_field: str
 ) -> tuple[str, str, str, dict[str, Any]]:
@@ -98,11 +119,7 @@ def _record_fields(
     raw_id = record.get(id_field)
     if not isinstance(raw_id, str) and (not isinstance(raw_id, int) or isinstance(raw_id, bool)):
         raise ValueError(f"field {id_field!r} is missing or not a string")
-    doc_id = str(raw_id).strip()
-    if not doc_id:
-        raise ValueError(f"field {id_field!r} is empty")
-    if len(doc_id) > MAX_ID_CHARS:
-        raise ValueError(f"field {id_field!r} is longer than {MAX_ID_CHARS} characters")
+    doc_id = check_id(str(raw_id), id_field)
     title = _as_text(record, title_field)
     text = _as_text(record, text_field)
     # `not x.strip()`, without copying the text: strip and isspace share one definition.
