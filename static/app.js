@@ -26,8 +26,17 @@
 
   const escapeHtml = (text) =>
     text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-  // Highlights come with <mark> around query terms: escape everything, then allow only <mark>.
-  const markedHtml = (text) => escapeHtml(text).replace(/&lt;(\/?)mark&gt;/g, "<$1mark>");
+  // A highlight is HTML from the server: the passage escaped, query words in <mark>. It is
+  // parsed inert (DOMParser runs no script and loads nothing) and only its text and <mark>
+  // elements are kept, so document text can never bring markup, and entities such as &#x27;
+  // show as the characters they stand for (escaping it again showed them literally).
+  const markedNodes = (html) =>
+    [...new DOMParser().parseFromString(html, "text/html").body.childNodes].map((node) => {
+      if (node.nodeName !== "MARK") return document.createTextNode(node.textContent);
+      const mark = document.createElement("mark");
+      mark.textContent = node.textContent;
+      return mark;
+    });
   const ms = (value) => (value < 10 ? value.toFixed(1) : Math.round(value)) + " ms";
 
   function setStatus(text, bad = false) {
@@ -62,11 +71,13 @@
   }
 
   function fill(li, phase, hit) {
-    const body = hit.highlight ? markedHtml(hit.highlight) : escapeHtml(hit.snippet || "");
     const move = moveLabel(phase, hit);
     li.innerHTML =
-      `<h2>${escapeHtml(hit.title || hit.id)}</h2><p>${body}</p>` +
+      `<h2>${escapeHtml(hit.title || hit.id)}</h2><p></p>` +
       (move ? `<span class="move ${move[0]}" title="rank ${hit.previous_rank ?? "new"} → ${hit.rank}">${move[1]}</span>` : "");
+    const body = li.querySelector("p");
+    if (hit.highlight) body.replaceChildren(...markedNodes(hit.highlight));
+    else body.textContent = hit.snippet || "";
     li.dataset.rank = hit.rank;
     li.setAttribute("aria-label", `${hit.rank}. ${hit.title || hit.id}`);
   }
