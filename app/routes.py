@@ -45,6 +45,7 @@ async def search(request: Request) -> Response:
     metrics.requests.labels("search").inc()
     params = parse_search(request.scope["query_string"], settings)
     await engine.refresh_async()
+    params = engine.check(params)  # filter, facets, sort: 400 before any answer
     searcher.log_query(params)
     etag = f'W/"{engine.version}"'
     headers = {"ETag": etag, "Cache-Control": f"public, max-age={settings.cache_max_age}"}
@@ -63,6 +64,7 @@ async def search_stream(request: Request) -> Response:
     metrics.requests.labels("stream").inc()
     params = parse_search(request.scope["query_string"], settings)
     await engine.refresh_async()
+    params = engine.check(params)  # filter, facets, sort: 400 before any answer
     seen = resume_after(request.headers.get("last-event-id"), engine.version, searcher.phases)
     if seen >= searcher.phases.done:
         return Response(status_code=204)
