@@ -14,6 +14,7 @@ time, memory-mapped at query time, never a database read per query.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -86,10 +87,25 @@ class KeywordColumn:
     def rows(self) -> int:
         return int(self.ptr.size - 1)
 
-    @property
+    @functools.cached_property
     def present(self) -> B:
         out: B = self.ptr[1:] > self.ptr[:-1]
         return out
+
+    @functools.cached_property
+    def row_code(self) -> I32 | None:
+        """Each row's one code (-1: null) when no row has several, else None."""
+        lengths = np.diff(self.ptr)
+        if lengths.size and int(lengths.max()) > 1:
+            return None
+        out = np.full(self.rows, -1, dtype=np.int32)
+        out[lengths == 1] = self.codes
+        return out
+
+    @functools.cached_property
+    def code_rows(self) -> I64:
+        """The row of each code (the CSR expanded), computed once per loaded column."""
+        return np.repeat(np.arange(self.rows, dtype=np.int64), np.diff(self.ptr))
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,7 @@ class FacetCounts:
 def matching_rows(seg: Segment, words: Sequence[str], query_terms: I64 | None) -> B:
     """Rows of one segment in the match set: live, passing the filter, holding a query term
     (any row, for a query with no term)."""
-    rows = np.arange(seg.size, dtype=np.int64)
-    live = seg.live(rows)
+    live = seg.live(np.arange(seg.size, dtype=np.int64))
     if not words:
         return live
     hit = np.zeros(seg.size, dtype=bool)
@@ -51,23 +50,24 @@ def matching_rows(seg: Segment, words: Sequence[str], query_terms: I64 | None) -
     return hit & live
 
 
-def _code_rows(column: KeywordColumn) -> I64:
-    """For each code of the CSR, its row."""
-    return np.repeat(np.arange(column.rows, dtype=np.int64), np.diff(column.ptr))
-
-
 def _count(column: Column, mask: B, counter: Counter[str | bool]) -> tuple[int, float, float]:
     """Add the values of the masked rows to `counter`; (documents with a value, min, max)."""
     if isinstance(column, KeywordColumn):
-        picked = column.codes[mask[_code_rows(column)]]
-        counts = np.bincount(picked, minlength=column.values.size)
+        single = column.row_code
+        if single is not None:  # one value a row: one gather, one count
+            counts = np.bincount(single[mask] + 1, minlength=column.values.size + 1)
+            matched, counts = int(counts[1:].sum()), counts[1:]
+        else:
+            picked = column.codes[mask[column.code_rows]]
+            counts = np.bincount(picked, minlength=column.values.size)
+            matched = int(np.count_nonzero(mask & column.present))
         for code in np.flatnonzero(counts).tolist():
             counter[str(column.values[code])] += int(counts[code])
-        return int(np.count_nonzero(mask & column.present)), np.nan, np.nan
+        return matched, np.nan, np.nan
     present = mask & column.present
     n = int(np.count_nonzero(present))
     if isinstance(column, BoolColumn):
-        true = int(np.count_nonzero(column.values[present]))
+        true = int(np.count_nonzero(present & column.values))
         counter[True] += true
         counter[False] += n - true
         return n, np.nan, np.nan
