@@ -445,16 +445,29 @@ def test_regression_exists_mask_is_not_the_columns_own_array() -> None:
     assert price.present.tolist() == [True, True, False, True, True]
 
 
+LETTERS = [chr(c) for c in range(ord("a"), ord("p"))]
+
+
+@pytest.mark.parametrize("lists", [True, False])
 @pytest.mark.parametrize("share", [0.001, 0.02, 0.3, 0.9])
-def test_keyword_rows_sparse_and_dense_paths(share: float) -> None:
-    # Both sides of the sparse cutoff (one hit in 32 rows), with lists and nulls.
+def test_keyword_rows_every_path(share: float, lists: bool) -> None:
+    # Single values and lists, either side of the sparse cutoff (one hit in 10 rows), few
+    # wanted values (compared one by one) and many (a lookup table), nulls among them.
     rng = np.random.default_rng(7)
-    rows = [[v for v in ("x", "y", "z") if rng.random() < (share if v == "x" else 0.5)]
-            for _ in range(4000)]
+    rows: list[list[str]] = []
+    for _ in range(4000):
+        drawn = [v for v in ["x", *LETTERS] if rng.random() < (share if v == "x" else 0.1)]
+        rows.append(drawn if lists else drawn[:1])
     column = keyword_column(rows)
-    for wanted in (["x"], ["x", "z"], ["w"], []):
+    for wanted in (["x"], ["x", "z"], ["w"], [], ["x", *LETTERS[:9]], LETTERS):
         expected = {i for i, r in enumerate(rows) if set(r) & set(wanted)}
         assert rows_of(keyword_rows(column, wanted)) == expected
+
+
+def test_number_in_many_values() -> None:
+    columns = columns_of(SEGMENT)
+    listed = ", ".join(str(v) for v in [1, 2, 3, 4, 5, 6, 7, 8, 15, 120, 249.5])
+    assert rows_of(evaluate(parse_filter(f"price IN [{listed}]", SCHEMA), columns, 5)) == {0, 1, 4}
 
 
 # -- the property: generated trees over generated columns -----------------------------------
