@@ -1,8 +1,9 @@
 """A query's structured part (filter, facets, sort) checked against the schema, and the view
 it limits: one mask per segment, computed once and cached by the segment's version.
 
-Parses are cached by expression, masks by (segment version, canonical filter): the
-snapshot's mask lives until a new snapshot, the written documents' until the next write.
+Filter parses are cached by expression (`rankers.filters.FilterParser`), masks by (segment
+version, canonical filter): the snapshot's mask lives until a new snapshot, the written
+documents' until the next write.
 """
 
 from __future__ import annotations
@@ -18,15 +19,14 @@ from cachetools import LRUCache
 from index.columns import DateColumn, FieldSpec, KeywordColumn
 from index.core.errors import QueryError
 from index.core.types import F32, I64, B
-from rankers.filter_ast import FilterNode, normalize_node, to_text
+from rankers.filter_ast import FilterNode
 from rankers.filter_eval import evaluate
-from rankers.filter_parse import parse_filter
+from rankers.filters import FilterParser
 from rankers.segment import Segment, SegmentView
 from rankers.sorting import SortKey, parse_sort, sort_order
 
 __all__ = ["Structured", "StructuredQueries", "browse", "field_values", "in_order"]
 
-PARSES = 1024
 MASKS = 64
 
 
@@ -48,20 +48,14 @@ class StructuredQueries:
 
     def __init__(self, fields: Sequence[FieldSpec]) -> None:
         self.schema = {f.name: f for f in fields}
-        self._parses: LRUCache[tuple[str, tuple[str, ...], str], Structured] = LRUCache(PARSES)
+        self.filters = FilterParser(self.schema)
+        """Parses cached by expression (`rankers.filters`)."""
         self._masks: LRUCache[Hashable, B] = LRUCache(MASKS)
         self._lock = threading.Lock()
 
     def parse(self, filter_text: str, facets: Sequence[str], sort: str) -> Structured:
         """Check the three parameters; `QueryError` (400) names what is wrong."""
-        key = (filter_text, tuple(facets), sort)
-        with self._lock:
-            found = self._parses.get(key)
-        if found is not None:
-            return found
-        node = None
-        if filter_text:
-            node = normalize_node(parse_filter(filter_text, self.schema))
+        parsed = self.filters.parse(filter_text) if filter_text else None
         for name in facets:
             spec = self.schema.get(name)
             if spec is None or not spec.facetable:
@@ -69,11 +63,8 @@ class StructuredQueries:
                 raise QueryError(f"facets: field {name!r} is not facetable; facetable: {allowed}")
         sortable = [n for n, s in self.schema.items() if s.sortable]
         keys = parse_sort(sort, sortable) if sort else ()
-        found = Structured(node, to_text(node) if node is not None else "",
-                           tuple(dict.fromkeys(facets)), keys)
-        with self._lock:
-            self._parses[key] = found
-        return found
+        return Structured(parsed.node if parsed else None, parsed.key if parsed else "",
+                          tuple(dict.fromkeys(facets)), keys)
 
     def limit(self, view: SegmentView, query: Structured,
               versions: Sequence[Hashable]) -> SegmentView:
