@@ -30,6 +30,7 @@ from app.routes import routes
 from app.search import Searcher
 from app.settings import Settings, SettingsError
 from app.stream import DroppedStreamFilter
+from index.snapshot import sweep_staging
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -90,7 +91,13 @@ def create_app(settings: Settings, engine: Engine | None = None,
 
 async def _sweep(writer: Writer, every: float = SWEEP_SECONDS) -> None:
     """Schedule index work while documents wait for vectors: after a lost message, a broker
-    outage, or a restart, they are embedded without waiting for the next write."""
+    outage, or a restart, they are embedded without waiting for the next write. First, remove
+    the folders of builds that died (a compaction killed midway), never a live build's."""
+    try:
+        for folder in await anyio.to_thread.run_sync(sweep_staging, writer.log.path.parent):
+            log.info("removed %s, left by a build that died", folder)
+    except OSError:
+        log.exception("removing the folders of dead builds failed")
     while True:
         try:
             if await anyio.to_thread.run_sync(writer.pending):

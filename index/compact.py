@@ -4,7 +4,8 @@ The new version holds the current snapshot's stored documents, minus those repla
 since, plus the delta's current upserts; their vectors are reused (the snapshot's rows and the
 delta's stored vectors), never recomputed. The steps, each durable before the next:
 
-1. take ``ROOT/.compact.lock`` (one compaction at a time, across processes);
+1. take ``ROOT/.compact.lock`` (one compaction at a time, across processes), and remove the
+   ``ROOT/.tmp-*`` folders of builds that died (`sweep_staging`: never a live build's);
 2. choose ``through``: the last seq such that every document current at that point has its
    vectors (all changes, for a snapshot without vectors); a document still being embedded
    holds back only the changes from its own upsert on;
@@ -20,6 +21,7 @@ truncates them first.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 import uuid
@@ -38,10 +40,19 @@ from index.embedding import inputs_hash
 from index.filelock import file_lock
 from index.manifest import Manifest
 from index.passages import SPLITTER_VERSION, PassageOptions, layout_passages
-from index.snapshot import WORK, BuildOptions, Snapshot, load_snapshot, write_snapshot
+from index.snapshot import (
+    WORK,
+    BuildOptions,
+    Snapshot,
+    load_snapshot,
+    sweep_staging,
+    write_snapshot,
+)
 from index.vector_stage import PrecomputedVectors
 
 __all__ = ["CompactionResult", "build_options", "compact", "fold"]
+
+logger = logging.getLogger(__name__)
 
 LOCK_FILE = ".compact.lock"
 _ROWS = 8192
@@ -112,6 +123,8 @@ def compact(
     with file_lock(root / LOCK_FILE, wait) as held:
         if not held:
             return None
+        for folder in sweep_staging(root):
+            logger.info("removed %s, left by a build that died", folder)
         return _compact(root, log, workers)
 
 

@@ -20,6 +20,7 @@ byte, so it is optional (`verify=True`, or `progsearch verify`).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import hashlib
 import itertools
@@ -63,6 +64,7 @@ __all__ = [
     "Snapshot",
     "load_snapshot",
     "read_manifest",
+    "sweep_staging",
     "write_snapshot",
 ]
 
@@ -70,6 +72,8 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
 WORK = ".work"
+STAGING = ".tmp-"
+"""Prefix of the folder a version is built in, before its rename (`ROOT/.tmp-<uuid>`)."""
 KEEP_VERSIONS = 2
 
 
@@ -98,6 +102,47 @@ def _sha256(path: Path, *, sync: bool = False) -> str:
         if sync:
             os.fsync(fh.fileno())
     return digest
+
+
+def _claim_staging(root: Path) -> tuple[Path, int]:
+    """A new `ROOT/.tmp-*` folder and an open descriptor holding its lock (`flock` on the
+    folder itself) while the build writes it; closing the descriptor, or the owner's death
+    however it dies, releases it. `sweep_staging` removes only unlocked folders, and a folder
+    it took between our mkdir and flock is noticed (it is gone) and replaced."""
+    while True:
+        folder = root / f"{STAGING}{uuid.uuid4().hex}"
+        folder.mkdir()
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if os.stat(folder).st_ino == os.fstat(fd).st_ino:
+                return folder, fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def sweep_staging(root: Path) -> list[Path]:
+    """Remove the `ROOT/.tmp-*` folders whose build died (a killed compaction or `progsearch
+    index`), never one a live build holds; returns those removed. Each is removed while its
+    lock is held, and only if the path still names the folder locked (a build that finished
+    meanwhile renamed it into a version)."""
+    removed = []
+    for folder in sorted(Path(root).glob(f"{STAGING}*")):
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:  # gone already, or not a folder
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.stat(folder).st_ino == os.fstat(fd).st_ino:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+        except OSError:  # locked by a live build (BlockingIOError), or renamed meanwhile
+            pass
+        finally:
+            os.close(fd)
+    return removed
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -163,8 +208,7 @@ def write_snapshot(
         raise SnapshotError("precomputed vectors given to a build without vectors")
     docs, schema = _with_schema(docs, options)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".tmp-{uuid.uuid4().hex}"
-    tmp.mkdir()
+    tmp, owner = _claim_staging(root)
     store: DocStoreWriter | None = None
     try:
         (tmp / "docs").mkdir()
@@ -267,6 +311,8 @@ def write_snapshot(
             store.abort()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        os.close(owner)  # the folder is renamed or removed: its lock goes with the descriptor
     _set_current(root, version)
     _drop_old_versions(root, keep=version)
     return final
