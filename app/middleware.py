@@ -7,7 +7,7 @@ JSON, so `JsonCORSMiddleware` keeps its checks and headers and changes only thos
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
@@ -29,6 +29,9 @@ SECURITY_HEADERS = (
 )
 
 
+_RAW = tuple((name.encode(), value.encode()) for name, value in SECURITY_HEADERS)
+
+
 class SecurityHeaders:
     """Adds `SECURITY_HEADERS` to each response that does not set them itself."""
 
@@ -42,9 +45,11 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS:
-                    headers.setdefault(name, value)
+                # Raw header pairs, appended once per response: no header object is built
+                # for what is on every answer's hot path.
+                raw = message.setdefault("headers", [])
+                have = {name.lower() for name, _ in raw}
+                message["headers"] = [*raw, *(h for h in _RAW if h[0] not in have)]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
