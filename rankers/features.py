@@ -13,7 +13,6 @@ import numpy.typing as npt
 
 from index.core.types import F32, F64, I64
 from index.passages import TITLE
-from rankers.maxscore import Postings
 
 __all__ = [
     "PassageScores",
@@ -23,7 +22,6 @@ __all__ = [
     "pair_sims",
     "passage_scores",
     "segment_max",
-    "term_coverage",
     "zscore",
 ]
 
@@ -100,23 +98,6 @@ def passage_scores(
         top2.astype(np.float32),
         title.astype(np.float32),
     )
-
-
-def term_coverage(postings: Postings, terms: I64, weights: F32, docs: I64) -> F32:
-    """Share of the query's term weight (``weights``, e.g. idf) that each document contains,
-    by binary search of the documents in each term's postings (a loop over query terms)."""
-    ptr, post_doc, _, _ = postings
-    total = np.zeros(docs.size, dtype=np.float32)
-    mass = float(np.sum(weights))
-    if docs.size == 0 or mass <= 0:
-        return total
-    for t, w in zip(terms.tolist(), weights.tolist(), strict=True):
-        d = post_doc[ptr[t] : ptr[t + 1]]
-        if d.size == 0:
-            continue
-        pos = np.minimum(np.searchsorted(d, docs), d.size - 1)
-        total += np.float32(w) * (d[pos] == docs)
-    return total / np.float32(mass)
 
 
 def feedback_scores(vectors: F32, ranked: int) -> F32:

@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from index.analyzer import Analyzer
 from index.snapshot import Snapshot
+from rankers.delta_postings import merge_top_k
 from rankers.fuzzy import TypoCorrector
 from rankers.maxscore import Postings
 from rankers.segment import SegmentView
@@ -141,27 +142,32 @@ class KeywordRanker:
         """Undo the corrections of words another segment has as typed, and keep the unknown
         words another segment has; both are searched as typed (`extra`)."""
         others = [seg for seg in view.segments if seg.base > 0]
-        known = [c for c in corrections if any(s.knows(self.analyzer.stem(c.original))
-                                               for s in others)]  # fmt: skip
-        for c in known:
+
+        def elsewhere(word: str) -> str | None:
+            stem = self.analyzer.stem(word)
+            return stem if any(s.knows(stem) for s in others) else None
+
+        kept: list[Correction] = []
+        for c in corrections:
+            stem = elsewhere(c.original)
             row = self.vocab.surface_id(c.corrected)
-            if row is None:
+            if stem is None or row is None:
+                kept.append(c)
                 continue
             term = int(self.vocab.surface_term[row])
             weights[term] -= 1.0
             if weights[term] <= 1e-6:
                 del weights[term]
-            stem = self.analyzer.stem(c.original)
             extra[stem] = extra.get(stem, 0.0) + 1.0
         kept_unknown = []
         for word in unknown:
-            stem = self.analyzer.stem(word)
-            if any(s.knows(stem) for s in others):
-                extra[stem] = extra.get(stem, 0.0) + 1.0
-            else:
+            stem = elsewhere(word)
+            if stem is None:
                 kept_unknown.append(word)
-        undone = {id(c) for c in known if self.vocab.surface_id(c.corrected) is not None}
-        return [c for c in corrections if id(c) not in undone], kept_unknown
+            else:
+                extra[stem] = extra.get(stem, 0.0) + 1.0
+        return kept, kept_unknown
+
     def scratch(self) -> npt.NDArray[np.float32]:
         """This thread's zeroed accumulator, one slot per snapshot row."""
         acc: npt.NDArray[np.float32] | None = getattr(self._scratch, "acc", None)
@@ -182,11 +188,9 @@ class KeywordRanker:
             docs, scores, full = segments[0].top(plan, view, k)
         else:
             tops = [seg.top(plan, view, k) for seg in segments]
-            docs = np.concatenate([t[0] + seg.base for t, seg in zip(tops, view.segments,
-                                                                     strict=True)])
-            scores = np.concatenate([t[1] for t in tops]).astype(np.float32)
-            order = np.lexsort((docs, -scores))[: max(k, 0)]
-            docs, scores = docs[order].astype(np.int64), scores[order]
+            docs, scores = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+            for (rows, seg_scores, _), seg in zip(tops, segments, strict=True):
+                docs, scores = merge_top_k(docs, scores, rows + seg.base, seg_scores, k)
             dense = [t[2] for t in tops]
             full = None
             if all(d is not None for d in dense):
