@@ -94,13 +94,14 @@ def score_terms(
         if allow is not None:
             full = np.where(allow, full, 0.0)
         return (*select(full, k), full)
-    if allow is not None:
+    if allow is not None and np.count_nonzero(allow) <= max(DIRECT_MIN_DOCS,
+                                                            acc.size // DIRECT_SHARE):
+        # Counting is cheap; the row numbers are gathered only when they are used.
         rows = np.flatnonzero(allow)
-        if rows.size <= max(DIRECT_MIN_DOCS, acc.size // DIRECT_SHARE):
-            scores = score_docs(postings, terms, weights, rows)
-            best = top_k(scores, k)
-            keep = scores[best] > 0
-            return rows[best][keep].astype(np.int64), scores[best][keep], None
+        scores = score_docs(postings, terms, weights, rows)
+        best = top_k(scores, k)
+        keep = scores[best] > 0
+        return rows[best][keep].astype(np.int64), scores[best][keep], None
     return (*score_maxscore(postings, terms, weights, k, acc, allow=allow), None)
 
 
