@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -161,6 +162,17 @@ class KeywordState:
     query: Structured | None = None
     shown: tuple[I64, F32] | None = None
     """The hits as the keyword event shows them, when a sort or browsing orders them."""
+
+    @property
+    def sorted(self) -> bool:
+        """A sort orders what every phase shows."""
+        return self.query is not None and bool(self.query.sort)
+
+    def in_order(self, docs: I64, scores: F32, k: int) -> tuple[I64, F32]:
+        """The top k of a phase's hits in the order they are shown."""
+        if self.view is None:  # the snapshot alone, no structured part: relevance
+            return docs[:k], scores[:k]
+        return in_order(self.view, self.query, docs, scores, k)
 
 
 class Engine:
@@ -395,15 +407,16 @@ class Engine:
         for hit, fields in zip(hits, values, strict=True):
             hit["fields"] = fields
 
-    def _shown(self, state: KeywordState, docs: I64, scores: F32,
-               k: int) -> tuple[I64, F32, I64 | None]:
-        """A later phase's top k as shown, and each hit's rank in the keyword event."""
-        if state.query is None or not state.query.sort:
-            return docs[:k], scores[:k], None
-        assert state.view is not None
-        docs, scores = in_order(state.view, state.query, docs, scores, k)
-        before = state.shown[0] if state.shown is not None else state.result.docs[:k]
-        return docs, scores, previous_ranks(docs, before)
+    @staticmethod
+    def _shown(state: KeywordState, docs: I64, scores: F32, previous: I64, k: int,
+               before: Callable[[], I64]) -> tuple[I64, F32, I64]:
+        """A later phase's top k as shown, with each hit's rank in the previous phase as that
+        one showed it: the phase's own order and previous ranks, or with a sort, the sort's
+        order and ranks against `before()`, the previous phase's hits sorted alike."""
+        if not state.sorted:
+            return docs[:k], scores[:k], previous[:k]
+        docs, scores = state.in_order(docs, scores, k)
+        return docs, scores, previous_ranks(docs, before())
 
     def encode(self, text: str) -> F32:
         encoder = self._encoder
@@ -420,11 +433,13 @@ class Engine:
             docs = np.empty(0, dtype=np.int64)
             res_docs, scores, previous = docs, np.empty(0, np.float32), docs
         else:
-            sorted_ = state.query is not None and bool(state.query.sort)
-            depth = self.candidates if sorted_ else params.k
+            depth = self.candidates if state.sorted else params.k
             res = ranker.fuse(state.plan, state.result, query_vector, depth, state.view)
-            res_docs, scores, moved = self._shown(state, res.docs, res.scores, params.k)
-            previous = res.previous[: params.k] if moved is None else moved
+            shown = state.shown
+            res_docs, scores, previous = self._shown(
+                state, res.docs, res.scores, res.previous, params.k,
+                lambda: shown[0] if shown is not None else state.result.docs[: params.k],
+            )
         hits = self._hits(rankers, res_docs, scores, previous)
         if state.query is not None and state.view is not None:
             self._add_fields(state.view, hits, res_docs)
@@ -444,18 +459,15 @@ class Engine:
         if semantic.keyword.analyzer.words(params.q):
             state = self.keyword_state(params, self.candidates, rankers)
             view = state.view
-            sorted_ = state.query is not None and bool(state.query.sort)
-            depth = self.candidates if sorted_ else params.k
+            depth = self.candidates if state.sorted else params.k
             fused = semantic.fuse(state.plan, state.result, vector, self.candidates, view)
             res = enhanced.rerank(params.q, state.plan, state.result, vector, fused, depth, view)
             marks = dict(zip(res.docs.tolist(), res.highlights, strict=True))
-            docs, scores, previous = res.docs[: params.k], res.scores[: params.k], res.previous
-            if sorted_:
-                assert view is not None and state.query is not None
-                docs, scores = in_order(view, state.query, res.docs, res.scores, params.k)
-                previous = previous_ranks(docs, in_order(view, state.query, fused.docs,
-                                                         fused.scores, params.k)[0])
-            hits = self._hits(rankers, docs, scores, previous[: docs.size])
+            docs, scores, previous = self._shown(
+                state, res.docs, res.scores, res.previous, params.k,
+                lambda: state.in_order(fused.docs, fused.scores, params.k)[0],
+            )
+            hits = self._hits(rankers, docs, scores, previous)
             for hit, doc in zip(hits, docs.tolist(), strict=True):
                 hit["highlight"] = marks[doc]
             if state.query is not None and view is not None:
