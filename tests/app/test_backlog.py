@@ -3,7 +3,6 @@ vectors, writes get 429 with a JSON body and Retry-After, and nothing of them is
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -20,11 +19,9 @@ KEY = "backlog-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
-def test_writes_past_the_embedding_backlog_get_429(sample_root: Path, tmp_path: Path) -> None:
+def test_writes_past_the_embedding_backlog_get_429(root: Path) -> None:
     """Regression for "compaction waits while writes outpace embedding": the delta grew
     without bound. A broker with no worker behind it: every written document waits."""
-    root = tmp_path / "index"
-    shutil.copytree(sample_root, root, ignore=shutil.ignore_patterns("delta.sqlite*"))
     with private_redis() as broker:
         settings = Settings(index=root, api_key=KEY, broker_url=broker.url, max_pending=3)
         with TestClient(create_app(settings)) as client:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,14 +21,6 @@ pytestmark = pytest.mark.model
 
 KEY = "test-key-123"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-@pytest.fixture
-def root(sample_root: Path, tmp_path: Path) -> Path:
-    """A private copy of the sample index, since these tests write to it."""
-    copy = tmp_path / "index"
-    shutil.copytree(sample_root, copy, ignore=shutil.ignore_patterns("delta.sqlite*"))
-    return copy
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ and nothing of the batch is written; compaction folds their values into the colu
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,13 +22,6 @@ pytestmark = pytest.mark.model
 
 KEY = "fields-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-@pytest.fixture
-def root(sample_root: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "index"
-    shutil.copytree(sample_root, copy, ignore=shutil.ignore_patterns("delta.sqlite*"))
-    return copy
 
 
 @pytest.fixture
