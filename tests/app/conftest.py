@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 
@@ -14,3 +16,10 @@ def root(sample_root: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "index"
     shutil.copytree(sample_root, copy, ignore=shutil.ignore_patterns("delta.sqlite*"))
     return copy
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx.Client]:
+    """A client for a test module's real server."""
+    with httpx.Client(timeout=30) as client:
+        yield client

@@ -26,12 +26,6 @@ SEARCH = b"GET /search?q=rain HTTP/1.1\r\nHost: x\r\n"
 
 
 @pytest.fixture(scope="module")
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def server(sample_root: Path, tmp_path_factory: pytest.TempPathFactory,
            http: httpx.Client) -> Iterator[ServerProcess]:
     log = tmp_path_factory.mktemp("edge") / "server.log"

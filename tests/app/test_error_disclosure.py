@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +32,6 @@ SHARED_REDIS = "redis://127.0.0.1:6379/0"
 def reveals_something(text: str) -> list[str]:
     found = [s for s in (UNWRITABLE, "/dev/null", "Errno", "Traceback") if s in text]
     return found + [m.group(0) for m in (EXCEPTION_NAME.search(text), PATH.search(text)) if m]
-
-
-@pytest.fixture(scope="module")
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30) as client:
-        yield client
 
 
 @pytest.mark.integration

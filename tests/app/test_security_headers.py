@@ -18,12 +18,6 @@ ORIGIN = "https://shop.example"
 
 
 @pytest.fixture(scope="module")
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def server(sample_root: Path, tmp_path_factory: pytest.TempPathFactory,
            http: httpx.Client) -> Iterator[ServerProcess]:
     log = tmp_path_factory.mktemp("headers") / "server.log"

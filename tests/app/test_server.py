@@ -20,12 +20,6 @@ SHARED_REDIS = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture(scope="module")
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def server(sample_root: Path, tmp_path_factory: pytest.TempPathFactory,
            http: httpx.Client) -> Iterator[ServerProcess]:
     log = tmp_path_factory.mktemp("server") / "server.log"

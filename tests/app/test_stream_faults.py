@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,12 +17,6 @@ from tests.server_process import running_server
 from tests.sse import read_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
-
-
-@pytest.fixture(scope="module")
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30) as client:
-        yield client
 
 
 def frozen_client(port: int) -> socket.socket:

@@ -69,12 +69,6 @@ def worker(sample_root: Path, broker: PrivateRedis,
         w.stop()
 
 
-@pytest.fixture(scope="module")
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=30) as client:
-        yield client
-
-
 def serve(root: Path, log: Path, broker: PrivateRedis, **env: str):  # type: ignore[no-untyped-def]
     return running_server(root, log, env={"PROGSEARCH_BROKER_URL": broker.url,
                                           "PROGSEARCH_ENHANCED_TIMEOUT": "2", **env})
