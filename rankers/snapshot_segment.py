@@ -182,11 +182,9 @@ class SnapshotSegment:
         return score_docs(self.keyword.postings, plan.terms, plan.weights, rows)
 
     def contains(self, word: str, rows: I64) -> B:
-        t = self.keyword.vocab.term_id(word)
-        ptr, post_doc = self.keyword.postings.ptr, self.keyword.postings.doc
-        if t is None or ptr[t + 1] == ptr[t]:
+        d = self.rows_with(word)
+        if d.size == 0:
             return np.zeros(rows.size, dtype=bool)
-        d = post_doc[ptr[t] : ptr[t + 1]]
         pos = np.minimum(np.searchsorted(d, rows), d.size - 1)
         has: B = d[pos] == rows
         return has
