@@ -111,7 +111,7 @@ typedef struct {
     Py_ssize_t n_docs;
     int64_t *out_doc;
     float *out_score;
-    const uint8_t *allow; /* NULL, or n_docs flags: documents outside it are never scored */
+    const uint8_t *allow; /* NULL, or n_docs flags (0 or 1): documents at 0 are never scored */
 } Search;
 
 /* Returns the number of results written, or -1 (out of memory), or -2 (a bad document id). */
@@ -151,13 +151,19 @@ run_search(const Search *s)
             goto done;
         }
         if (s->allow != NULL && !s->allow[cur]) {
-            /* Filtered out: step the walked lists past it, score nothing. */
+            /* Filtered out: jump to the next flagged document (memchr: the flags are 0 or 1),
+               and gallop the walked lists to it, so a selective filter skips the postings in
+               between instead of stepping through each of them. */
+            const uint8_t *flagged =
+                memchr(s->allow + cur + 1, 1, (size_t)(s->n_docs - cur - 1));
+            if (flagged == NULL) {
+                break;
+            }
+            const int32_t target = (int32_t)(flagged - s->allow);
             int32_t skip = INT32_MAX;
             for (Py_ssize_t j = 0; j < essential; j++) {
-                int64_t p = pos[j];
-                if (p < end[j] && pd[p] == cur) {
-                    pos[j] = ++p;
-                }
+                const int64_t p = gallop(pd, pos[j], end[j], target);
+                pos[j] = p;
                 if (p < end[j] && pd[p] < skip) {
                     skip = pd[p];
                 }
@@ -242,7 +248,7 @@ PyDoc_STRVAR(top_k_doc,
 "best contribution; rest (float64, len(terms) + 1) the bound of terms[j:] (rest[-1] == 0);\n"
 "k is len(out_doc) (int64) == len(out_score) (float32). Postings: ptr (int64), post_doc\n"
 "(int32, ascending per term, each < n_docs), post_imp (float32). Returns the number of\n"
-"results written, best first (equal scores in document order). allow (uint8, n_docs), when\n"
+"results written, best first (equal scores in document order). allow (bool or 0/1 uint8, n_docs), when\n"
 "given, limits the search to the documents it flags.");
 
 static PyObject *

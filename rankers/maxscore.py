@@ -47,8 +47,12 @@ __all__ = [
 
 DIRECT_MIN_DOCS = 4096
 DIRECT_SHARE = 64
-"""A filter flagging at most max(DIRECT_MIN_DOCS, n_docs / DIRECT_SHARE) documents has them
-scored directly (a binary search per term and document) instead of walking the postings."""
+"""Without the compiled path, a filter flagging at most max(DIRECT_MIN_DOCS, n_docs /
+DIRECT_SHARE) documents has them scored directly (a binary search per term and document)
+instead of walking the postings term at a time. The compiled path never does: it jumps from
+one flagged document to the next (memchr over the flags) and gallops its lists there, which
+at 1M documents took 0.13-0.6x the unfiltered time at 1 % to 0.002 % flagged, where direct
+scoring took 0.7-3.4x (bench.structured)."""
 DENSE_MAX_DOCS = 65_536
 """Up to this many documents, scoring every posting and selecting over the whole accumulator
 costs less than the bookkeeping of pruning."""
@@ -71,6 +75,11 @@ def _kth_largest(values: F32, k: int) -> float:
     return float(np.partition(values, n - k)[n - k])
 
 
+def _runs_compiled(terms: I64, k: int) -> bool:
+    """Whether `score_maxscore` runs these terms compiled."""
+    return compiled_top_k is not None and 0 < terms.size <= COMPILED_MAX_TERMS and k > 0
+
+
 def score_terms(
     postings: Postings,
     terms: I64,
@@ -85,7 +94,8 @@ def score_terms(
     `acc` is a zeroed float32 scratch array with one slot per document; it is zeroed again
     before returning, so a caller can keep one per thread. `allow` (one flag per document)
     limits the search to the flagged documents: the others are never scored, and score 0 in
-    the dense scores. When few are flagged they are scored directly, by binary search.
+    the dense scores. Without the compiled path, when few are flagged they are scored
+    directly, by binary search.
     """
     if terms.size == 0 or k <= 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32), None
@@ -94,8 +104,8 @@ def score_terms(
         if allow is not None:
             full = np.where(allow, full, 0.0)
         return (*select(full, k), full)
-    if allow is not None and np.count_nonzero(allow) <= max(DIRECT_MIN_DOCS,
-                                                            acc.size // DIRECT_SHARE):
+    if (allow is not None and not _runs_compiled(terms, k)
+            and np.count_nonzero(allow) <= max(DIRECT_MIN_DOCS, acc.size // DIRECT_SHARE)):
         # Counting is cheap; the row numbers are gathered only when they are used.
         rows = np.flatnonzero(allow)
         scores = score_docs(postings, terms, weights, rows)
@@ -149,7 +159,7 @@ def score_maxscore(
     terms, weights, ub = terms[order], weights[order], ub[order]
     # A little slack so float32 rounding in the accumulator never prunes a true top-k document.
     rest = np.cumsum(ub[::-1].astype(np.float64))[::-1] * (1.0 + 1e-5) + 1e-6
-    if compiled and compiled_top_k is not None and 0 < terms.size <= COMPILED_MAX_TERMS and k > 0:
+    if compiled and _runs_compiled(terms, k):
         out_doc = np.empty(k, dtype=np.int64)
         out_score = np.empty(k, dtype=np.float32)
         n = compiled_top_k(

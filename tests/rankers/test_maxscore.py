@@ -158,3 +158,41 @@ def test_filtered_search_is_exhaustive_search_of_the_allowed(
             assert set(ref[above].tolist()) <= set(got_docs.tolist())
         if full is not None:
             assert not full[~allow].any()
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("share", [0.3, 0.01, 0.0005])
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("k", [10, 2_000])
+def test_maxscore_under_a_sparse_filter_skips_to_flagged_documents(
+    seed: int, share: float, compiled: bool, k: int
+) -> None:
+    """MaxScore itself, at shares where the numpy path would score directly instead, returns
+    the top k of the flagged documents: the compiled walk jumps from a filtered-out document
+    to the next flagged one, and must not skip a flagged one on the way."""
+    rng = np.random.default_rng(100 + seed)
+    n_docs = 200_000
+    ptr, docs, imps, term_max = _random_index(rng, n_docs, 300)
+    postings = Postings(ptr, docs, imps, term_max)
+    acc = np.zeros(n_docs, dtype=np.float32)
+    allow = rng.random(n_docs) < share
+    allow[-1] = True  # the last document flagged: the jump's bound
+    for _ in range(10):
+        terms = rng.choice(300, rng.integers(1, 7), replace=False).astype(np.int64)
+        weights = rng.uniform(0.2, 2.0, terms.size).astype(np.float32)
+        scores = np.zeros(n_docs, dtype=np.float32)
+        for t, w in zip(terms.tolist(), weights.tolist(), strict=True):
+            scores[docs[ptr[t] : ptr[t + 1]]] += imps[ptr[t] : ptr[t + 1]] * np.float32(w)
+        scores[~allow] = 0
+        ref = np.flatnonzero(scores > 0)
+        ref = ref[np.lexsort((ref, -scores[ref]))][:k]
+        got_docs, got_scores = score_maxscore(postings, terms, weights, k, acc,
+                                              compiled=compiled, allow=allow)
+        acc.fill(0.0)
+        keep = got_scores > 0
+        got_docs, got_scores = got_docs[keep], got_scores[keep]
+        assert allow[got_docs].all()
+        np.testing.assert_allclose(got_scores, scores[ref], rtol=1e-5)
+        if ref.size:
+            above = scores[ref] > scores[ref][-1] * (1 + 1e-5)
+            assert set(ref[above].tolist()) <= set(got_docs.tolist())
