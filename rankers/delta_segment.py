@@ -69,6 +69,10 @@ class DeltaSegment:
         out: B = self.delta.alive[rows]
         return out if self.allow is None else out & self.allow[rows]
 
+    def live_mask(self) -> B:
+        alive: B = self.delta.alive[: self.size]
+        return alive if self.allow is None else alive & self.allow
+
     def embedded(self, rows: I64) -> B:
         out: B = self.delta.embedded[rows]
         return out if self.allow is None else out & self.allow[rows]

@@ -38,10 +38,10 @@ class FacetCounts:
     max: float | None = None
 
 
-def matching_rows(seg: Segment, words: Sequence[str], query_terms: I64 | None) -> B:
+def matching_rows(seg: Segment, words: Sequence[str]) -> B:
     """Rows of one segment in the match set: live, passing the filter, holding a query term
-    (any row, for a query with no term)."""
-    live = seg.live(np.arange(seg.size, dtype=np.int64))
+    (any row, for a query with no term). Read-only: it may be the segment's own mask."""
+    live = seg.live_mask()
     if not words:
         return live
     hit = np.zeros(seg.size, dtype=bool)
@@ -50,19 +50,37 @@ def matching_rows(seg: Segment, words: Sequence[str], query_terms: I64 | None) -
     return hit & live
 
 
-def _count(column: Column, mask: B, counter: Counter[str | bool]) -> tuple[int, float, float]:
-    """Add the values of the masked rows to `counter`; (documents with a value, min, max)."""
+class _Matches:
+    """One segment's match set, as flags and (gathered once, when a field needs them) rows."""
+
+    def __init__(self, mask: B) -> None:
+        self.mask = mask
+        self._rows: I64 | None = None
+
+    @property
+    def rows(self) -> I64:
+        if self._rows is None:
+            self._rows = np.flatnonzero(self.mask)
+        return self._rows
+
+
+def _count(column: Column, matches: _Matches, counter: Counter[str | bool]
+           ) -> tuple[int, float, float]:
+    """Add the values of the matching rows to `counter`; (documents with a value, min, max)."""
+    mask = matches.mask
     if isinstance(column, KeywordColumn):
         single = column.row_code
-        if single is not None:  # one value a row: one gather, one count
-            counts = np.bincount(single[mask] + 1, minlength=column.values.size + 1)
-            matched, counts = int(counts[1:].sum()), counts[1:]
+        if single is not None:  # one value a row: one gather of the rows, one count
+            counts = np.bincount(single[matches.rows] + 1, minlength=column.values.size + 1)
+            matched, counts = int(matches.rows.size - counts[0]), counts[1:]
         else:
             picked = column.codes[mask[column.code_rows]]
             counts = np.bincount(picked, minlength=column.values.size)
             matched = int(np.count_nonzero(mask & column.present))
-        for code in np.flatnonzero(counts).tolist():
-            counter[str(column.values[code])] += int(counts[code])
+        nonzero = np.flatnonzero(counts)
+        for value, count in zip(column.values[nonzero].tolist(), counts[nonzero].tolist(),
+                                strict=True):
+            counter[str(value)] += count
         return matched, np.nan, np.nan
     present = mask & column.present
     n = int(np.count_nonzero(present))
@@ -81,13 +99,13 @@ def _count(column: Column, mask: B, counter: Counter[str | bool]) -> tuple[int, 
 def count_facets(view: SegmentView, words: Sequence[str], fields: Sequence[str],
                  top: int = TOP_VALUES) -> list[FacetCounts]:
     """Counts of each field over the match set of a query whose index terms are `words`."""
-    masks = [matching_rows(seg, words, None) for seg in view.segments]
+    matches = [_Matches(matching_rows(seg, words)) for seg in view.segments]
     out = []
     for name in fields:
         counter: Counter[str | bool] = Counter()
         matched, lo, hi = 0, np.inf, -np.inf
-        for seg, mask in zip(view.segments, masks, strict=True):
-            n, seg_lo, seg_hi = _count(seg.columns[name], mask, counter)
+        for seg, found in zip(view.segments, matches, strict=True):
+            n, seg_lo, seg_hi = _count(seg.columns[name], found, counter)
             matched += n
             if n and not np.isnan(seg_lo):
                 lo, hi = min(lo, seg_lo), max(hi, seg_hi)

@@ -91,6 +91,10 @@ class Segment(Protocol):
         """Rows that are current documents (not deleted or replaced since)."""
         ...
 
+    def live_mask(self) -> B:
+        """`live` of every row, one flag each (read-only: it may be the segment's own)."""
+        ...
+
     def embedded(self, rows: I64) -> B:
         """Live rows that have their vectors (they take part in the semantic phases)."""
         ...

@@ -146,6 +146,12 @@ class SnapshotSegment:
             out &= self.allow[rows]
         return out
 
+    def live_mask(self) -> B:
+        allowed = self._allowed()
+        if allowed is not None:
+            return allowed
+        return np.ones(self.size, dtype=bool) if self.tomb is None else ~self.tomb
+
     def embedded(self, rows: I64) -> B:
         return self.live(rows) if self.vectors_ is not None else np.zeros(rows.size, dtype=bool)
 

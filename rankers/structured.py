@@ -91,7 +91,7 @@ def browse(view: SegmentView, query: Structured, k: int) -> I64:
     """An empty query with a filter or a sort: the first k documents that pass, in the sort
     order (by document number without a sort)."""
     docs = np.concatenate([
-        np.flatnonzero(seg.live(np.arange(seg.size, dtype=np.int64))) + seg.base
+        np.flatnonzero(seg.live_mask()) + seg.base
         for seg in view.segments
     ]).astype(np.int64)
     if not query.sort:
