@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 import bm25s
 import numpy as np
@@ -115,10 +115,11 @@ class TantivyPeer:
 
     def __init__(
         self,
-        docs: Sequence[Mapping[str, str]],
+        docs: Sequence[Mapping[str, Any]],
         path: str | Path | None = None,
         heap_bytes: int = 256_000_000,
         num_threads: int = 2,
+        numbers: Sequence[str] = (),
     ) -> None:
         t0 = time.perf_counter()
         self._tmp = tempfile.TemporaryDirectory(prefix="tantivy-peer-") if path is None else None
@@ -128,10 +129,15 @@ class TantivyPeer:
         builder.add_text_field("id", stored=True, tokenizer_name="raw", index_option="basic")
         builder.add_text_field("title", tokenizer_name="en_stem")
         builder.add_text_field("text", tokenizer_name="en_stem")
-        self._index = tantivy.Index(builder.build(), path=str(index_dir), reuse=False)
+        for name in numbers:  # float fast fields, for filters
+            builder.add_float_field(name, indexed=True, fast=True)
+        self._schema = builder.build()
+        self._index = tantivy.Index(self._schema, path=str(index_dir), reuse=False)
         writer = self._index.writer(heap_bytes, num_threads)
         for d in docs:
-            writer.add_document(tantivy.Document(id=d["_id"], title=d["title"], text=d["text"]))
+            values = {name: float(d[name]) for name in numbers}
+            writer.add_document(tantivy.Document(id=d["_id"], title=d["title"], text=d["text"],
+                                                 **values))
         writer.commit()
         writer.wait_merging_threads()
         self._index.reload()
@@ -147,6 +153,27 @@ class TantivyPeer:
         parsed = self._index.parse_query(safe, ["title", "text"])
         result = self._searcher.search(parsed, limit=k, count=False)
         return [str(self._searcher.doc(addr)["id"][0]) for _score, addr in result.hits]
+
+    def parse(self, query: str, below: tuple[str, float] | None = None) -> tantivy.Query | None:
+        """A raw query string as a tantivy query (None when nothing is left to search), with
+        `below` = (number field, bound) as a filter: field < bound, applied by the fast field."""
+        safe = tantivy_safe_query(query)
+        if not safe:
+            return None
+        parsed = self._index.parse_query(safe, ["title", "text"])
+        if below is None:
+            return parsed
+        field, bound = below
+        where = tantivy.Query.range_query(self._schema, field, tantivy.FieldType.Float,
+                                          float("-inf"), bound, include_upper=False)
+        return tantivy.Query.boolean_query([(tantivy.Occur.Must, parsed),
+                                            (tantivy.Occur.Must, where)])
+
+    def top(self, query: tantivy.Query, k: int = 10) -> int:
+        """Run a parsed query for its top ``k`` and return how many hits it found, without
+        reading their stored ids (what a ranker's own document numbers would give)."""
+        _check_k(k)
+        return len(self._searcher.search(query, limit=k, count=False).hits)
 
     def close(self) -> None:
         """Remove the temporary index directory, if the peer made one."""

@@ -340,10 +340,37 @@ def search_stats(
     return {**stats, "recall_at_10": float(np.mean(overlaps))}
 
 
+def real_vectors(work_dir: Path, data: Path, count: int, threads: int) -> tuple[Vectors, str]:
+    """The first `count` SciFact documents embedded with the fp32 encoder (cached in
+    `work_dir`), and that encoder's fingerprint."""
+    fp32 = Encoder.load(EncoderConfig(kind="fp32", threads=threads))
+    path = work_dir / f"scifact-first{count}.npy"
+    return np.asarray(embed_corpus(read_docs(data, count), fp32, path)), fp32.fingerprint
+
+
+def cached_hnsw(
+    work_dir: Path, key: str, vectors: Vectors, hnsw_m: int, ef_construction: int, storage: str
+) -> tuple[faiss.Index, float | str]:
+    """The HNSW index of `vectors` (described by `key`, which names the cached file), read
+    from `work_dir` or built and written there; and its build time, or "cached: NAME"."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    suffix = "" if storage == "flat" else f"-{storage}"
+    name = f"hnsw-{len(vectors)}-m{hnsw_m}-efc{ef_construction}{suffix}-{digest}.faiss"
+    path = work_dir / name
+    if path.is_file():
+        return faiss.read_index(str(path)), "cached: " + path.name
+    start = time.perf_counter()
+    hnsw, _ = build_vector_index(
+        vectors, exact_max=0, hnsw_m=hnsw_m, ef_construction=ef_construction,
+        storage=storage,  # type: ignore[arg-type]
+    )
+    took = time.perf_counter() - start
+    faiss.write_index(hnsw, str(path))
+    return hnsw, took
+
+
 def bench_ann(args: argparse.Namespace, data: Path, queries: Vectors) -> dict[str, Any]:
-    fp32 = Encoder.load(EncoderConfig(kind="fp32", threads=args.threads))
-    real_path = args.work_dir / f"scifact-first{args.real_docs}.npy"
-    real = np.asarray(embed_corpus(read_docs(data, args.real_docs), fp32, real_path))
+    real, fingerprint = real_vectors(args.work_dir, data, args.real_docs, args.threads)
     search: dict[str, Any] = {}
     results: dict[str, Any] = {"search": search}
 
@@ -362,8 +389,6 @@ def bench_ann(args: argparse.Namespace, data: Path, queries: Vectors) -> dict[st
     n = args.ann_size
     gen = (PerturbedCopies if args.ann_data == "perturbed" else GaussianLike)(real, seed=1)
     results["large_data"] = gen.describe()
-    key = f"{fp32.fingerprint}|{len(real)}|{n}|{args.ann_data}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
     vectors = gen.sample(n)
     faiss.omp_set_num_threads(args.threads)
     flat = faiss.IndexFlatIP(vectors.shape[1])
@@ -373,21 +398,11 @@ def bench_ann(args: argparse.Namespace, data: Path, queries: Vectors) -> dict[st
     builds: dict[str, Any] = {}
     results["hnsw_build_s"] = builds
     for storage in args.hnsw_storage:
-        suffix = "" if storage == "flat" else f"-{storage}"
-        name = f"hnsw-{n}-m{args.hnsw_m}-efc{args.ef_construction}{suffix}-{digest}.faiss"
-        path = args.work_dir / name
         faiss.omp_set_num_threads(args.threads)
-        if path.is_file():
-            hnsw = faiss.read_index(str(path))
-            builds[storage] = "cached: " + path.name
-        else:
-            start = time.perf_counter()
-            hnsw, _ = build_vector_index(
-                vectors, exact_max=0, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction,
-                storage=storage,
-            )
-            builds[storage] = time.perf_counter() - start
-            faiss.write_index(hnsw, str(path))
+        hnsw, builds[storage] = cached_hnsw(
+            args.work_dir, f"{fingerprint}|{len(real)}|{n}|{args.ann_data}", vectors,
+            args.hnsw_m, args.ef_construction, storage,
+        )
         for ef in args.ef_search:
             params = IndexParams(
                 "hnsw",

@@ -22,10 +22,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from app.beir import read_queries
+from bench.peers import TantivyPeer
 from bench.timing import print_table, summarize
 
 SHARES = (0.5, 0.1, 0.01, 0.001, 0.0001)
@@ -45,21 +48,57 @@ facetable = true
 """
 
 
-def with_fields(source: Path, out: Path) -> None:
+def generated_fields(n: int) -> dict[str, npt.NDArray[Any]]:
+    """The fields of `n` documents, deterministic: category and brand codes, price, stock."""
     rng = np.random.default_rng(11)
+    return {
+        "category": rng.integers(0, 20, n),
+        "brand": np.minimum(rng.zipf(1.3, n), 500) - 1,
+        "price": np.round(np.exp(rng.normal(3.5, 1.0, n)), 2),
+        "in_stock": rng.random(n) < 0.9,
+    }
+
+
+def with_fields(source: Path, out: Path) -> None:
     with open(source, "rb") as fh:
         lines = fh.readlines()
-    n = len(lines)
-    category = rng.integers(0, 20, n)
-    brand = np.minimum(rng.zipf(1.3, n), 500) - 1
-    price = np.round(np.exp(rng.normal(3.5, 1.0, n)), 2)
-    stock = rng.random(n) < 0.9
+    f = generated_fields(len(lines))
     with open(out, "w", encoding="utf-8") as fh:
         for i, line in enumerate(lines):
             record = json.loads(line)
-            record.update(category=f"c{category[i]:02d}", brand=f"b{brand[i]:03d}",
-                          price=float(price[i]), in_stock=bool(stock[i]))
+            record.update(category=f"c{f['category'][i]:02d}", brand=f"b{f['brand'][i]:03d}",
+                          price=float(f["price"][i]), in_stock=bool(f["in_stock"][i]))
             fh.write(json.dumps(record) + "\n")
+
+
+def tantivy_peer(corpus: Path, path: Path) -> TantivyPeer:
+    """tantivy over the same corpus, with the price as a fast field (built in `path`)."""
+    with open(corpus, encoding="utf-8") as fh:
+        docs = [json.loads(line) for line in fh]
+    for d in docs:
+        d.setdefault("title", "")
+        d.setdefault("text", "")
+    return TantivyPeer(docs, path=path, numbers=["price"])
+
+
+def peer_times(peer: TantivyPeer, texts: list[str], below: tuple[str, float],
+               ours_p50: float) -> list[float]:
+    """tantivy's p50 and p99 filtered, its p50 unfiltered (interleaved, parsed beforehand),
+    its own filtered/unfiltered ratio, and `ours_p50` over its filtered p50."""
+    pairs = [(peer.parse(t), peer.parse(t, below)) for t in texts]
+    plain, filtered = [], []
+    for q, f in pairs:
+        if q is None or f is None:
+            continue
+        t0 = time.perf_counter_ns()
+        peer.top(q, 10)
+        t1 = time.perf_counter_ns()
+        peer.top(f, 10)
+        t2 = time.perf_counter_ns()
+        plain.append((t1 - t0) / 1e6)
+        filtered.append((t2 - t1) / 1e6)
+    a, b = summarize(plain), summarize(filtered)
+    return [b["p50"], b["p99"], a["p50"], b["p50"] / a["p50"], ours_p50 / b["p50"]]
 
 
 def main() -> int:
@@ -68,6 +107,7 @@ def main() -> int:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--work", type=Path, default=Path("/tmp/progsearch-bench-structured"))
     ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--no-peer", action="store_true", help="skip tantivy")
     args = ap.parse_args()
     print("command:", shlex.join([Path(sys.executable).name, "-m", "bench.structured",
                                   *sys.argv[1:]]))
@@ -100,7 +140,12 @@ def main() -> int:
     for p in plans[:30]:
         keyword.run(p, 10)
 
-    rows = []
+    peer = None
+    if not args.no_peer:
+        started = time.perf_counter()
+        peer = tantivy_peer(corpus, args.work / "tantivy")
+        print(f"tantivy built in {time.perf_counter() - started:.1f} s")
+    rows, peer_rows = [], []
     base = keyword.view
     for share in SHARES:
         cut = float(np.quantile(price.values, share))
@@ -125,9 +170,18 @@ def main() -> int:
         a, b = summarize(plain), summarize(filtered)
         rows.append([f"{kept / snap.n_docs:.4%}", a["p50"], a["p99"], b["p50"], b["p99"],
                      b["p50"] / a["p50"], mask_ms])
+        if peer is not None:
+            peer_rows.append([f"{kept / snap.n_docs:.4%}", b["p50"],
+                              *peer_times(peer, texts, ("price", cut), b["p50"])])
     print(f"\n{snap.n_docs:,} documents, {len(plans)} SciFact queries, k=10, keyword phase")
     print_table(rows, ["filter keeps", "unfiltered p50 ms", "p99", "filtered p50 ms", "p99",
                        "p50 ratio", "mask ms (once)"])
+
+    if peer_rows:
+        print("\nthe same filtered queries in tantivy 0.27 (price as a fast field, top 10)")
+        print_table(peer_rows, ["filter keeps", "progsearch p50 ms", "tantivy p50 ms", "p99",
+                                "unfiltered p50 ms", "tantivy filtered/unfiltered",
+                                "progsearch/tantivy"])
 
     cut = float(np.quantile(price.values, 0.3))
     query = queries.parse(f"price < {cut}", ("category", "brand", "in_stock"), "")

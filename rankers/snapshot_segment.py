@@ -28,13 +28,28 @@ if TYPE_CHECKING:
     from index.vectors import VectorIndex
     from rankers.keyword import KeywordRanker, QueryPlan
 
-__all__ = ["PassageVectors", "SnapshotPassages", "SnapshotSegment"]
+__all__ = ["PassageVectors", "SnapshotPassages", "SnapshotSegment", "nearest_within"]
 
 
 EXACT_FILTERED = 5_000
 """Up to this many rows passing a filter, the nearest neighbours are found by exact search
 over them (Typesense's `flat_search_cutoff`, Vespa's `approximate-threshold`); above, the
 graph is searched with the filter as a selector (`VectorIndex.search_within`)."""
+
+
+def nearest_within(
+    ann: VectorIndex | None, vectors: npt.NDArray[Any], allowed: B, query_vector: F32, k: int
+) -> I64:
+    """Rows of the `k` vectors nearest `query_vector` among the `allowed` ones, best first:
+    exact search up to EXACT_FILTERED allowed rows (or with no graph), else the graph with the
+    filter as a selector."""
+    n = int(np.count_nonzero(allowed))
+    if ann is None or n <= EXACT_FILTERED:
+        # Few rows pass the filter: exact search over them beats any graph walk.
+        rows = np.flatnonzero(allowed)
+        found: I64 = rows[top_k(np.asarray(vectors[rows], dtype=np.float32) @ query_vector, k)]
+        return found
+    return ann.search_within(query_vector, k, allowed, n / allowed.size)
 
 
 class PassageVectors:
@@ -210,11 +225,7 @@ class SnapshotSegment:
     def nearest(self, query_vector: F32, k: int) -> I64:
         allowed = self._allowed()
         if allowed is not None and self.vectors_ is not None:
-            rows = np.flatnonzero(allowed)
-            if self.ann is None or rows.size <= EXACT_FILTERED:
-                # Few rows pass the filter: exact search over them beats any graph walk.
-                return rows[top_k(self.vectors(rows) @ query_vector, k)]
-            return self.ann.search_within(query_vector, k, allowed, rows.size / allowed.size)
+            return nearest_within(self.ann, self.vectors_, allowed, query_vector, k)
         if self.ann is None:
             return np.empty(0, dtype=np.int64)
         ids, _ = self.ann.search(query_vector, k + self.n_deleted)
