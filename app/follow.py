@@ -1,0 +1,108 @@
+"""One open follow: what its client was shown, the latest state waiting for it, and the
+`update` event between the two.
+
+A follow has one pending-state slot, not a queue: the matcher (`app.follow_hub`) puts the
+latest ranking in it and wakes the stream; the stream takes whatever is there when it is
+ready to send. A client that reads slowly therefore gets the latest state, never a backlog,
+and the matcher never waits for any client. The event compares that state with what the
+client was last sent, so coalesced updates lose nothing: `added`, `removed` and each hit's
+`previous_rank` are against the list the client shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.params import SearchParams
+
+__all__ = ["Follow", "Ranked", "update_payload"]
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A follow's keyword top k as of one write."""
+
+    seq: int
+    """The write sequence number the ranking reflects."""
+    version: str
+    """The index version it was computed at."""
+    ids: tuple[str, ...]
+    hits: list[dict[str, Any]] = field(compare=False)
+    kth: float | None = None
+    """The k-th relevance score (None: fewer than k hits), the bar a new document must pass."""
+    rewritten: frozenset[str] = frozenset()
+    """Shown ids whose document a write replaced since the previous ranking."""
+
+
+def update_payload(ranked: Ranked, sent: tuple[str, ...], rewritten: frozenset[str],
+                   params: SearchParams) -> dict[str, Any]:
+    """The `update` event's data: the new hits with their rank in `sent` (the list the client
+    was last sent), and the ids added, removed, or still shown with a rewritten document."""
+    before = {doc_id: rank for rank, doc_id in enumerate(sent, 1)}
+    now = set(ranked.ids)
+    return {
+        "phase": "keyword",
+        "index_version": ranked.version,
+        "query": params.q,
+        "k": params.k,
+        "seq": ranked.seq,
+        "hits": [{**hit, "previous_rank": before.get(hit["id"])} for hit in ranked.hits],
+        "added": [doc_id for doc_id in ranked.ids if doc_id not in before],
+        "removed": [doc_id for doc_id in sent if doc_id not in now],
+        "changed": [doc_id for doc_id in ranked.ids if doc_id in before and doc_id in rewritten],
+    }
+
+
+class Follow:
+    """An open follow. The hub writes `ranked` and `kth` (the matcher's view) and the slot;
+    the stream reads the slot and writes `sent`. Both run on the event loop; the matcher's
+    thread only reads."""
+
+    def __init__(self, key: int, params: SearchParams, client: str, stream_version: str,
+                 ranked: tuple[str, ...], sent: tuple[str, ...], last_n: int) -> None:
+        self.key = key
+        self.params = params
+        self.client = client
+        self.stream_version = stream_version
+        """The version of the stream's ids (the one its phases were answered at)."""
+        self.ranked = ranked
+        """The keyword ranking the matcher last computed: an update is due when it changes."""
+        self.kth: float | None = None
+        self.known = False
+        """`kth` was computed (until then every write is matched by re-running the query)."""
+        self.sent = sent
+        """The ids in the order the client was last sent them."""
+        self.last_n = last_n
+        self.opened = time.monotonic()
+        self.rewritten: frozenset[str] = frozenset()
+        self._slot: Ranked | None = None
+        self.wake = asyncio.Event()
+        self.closed = False
+        self.armed = False
+        """Its phases were sent and writes are matched to it."""
+
+    def offer(self, ranked: Ranked) -> None:
+        """Put the latest state in the slot (replacing any the client has not taken)."""
+        if self._slot is not None:
+            ranked = Ranked(ranked.seq, ranked.version, ranked.ids, ranked.hits, ranked.kth,
+                            ranked.rewritten | self._slot.rewritten)
+        self._slot = ranked
+        self.wake.set()
+
+    def take(self) -> Ranked | None:
+        ranked, self._slot = self._slot, None
+        self.wake.clear()
+        return ranked
+
+    def end(self) -> None:
+        self.closed = True
+        self.wake.set()
+
+    def next_n(self, done: int, seq: int) -> int:
+        """The `n` of the next update's id: past `done` by the write's seq, and always past
+        the last id sent (a compaction keeps the seq and may still reorder)."""
+        self.last_n = max(done + seq, self.last_n + 1)
+        return self.last_n

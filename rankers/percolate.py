@@ -1,0 +1,117 @@
+"""Standing queries indexed by their terms: which open follows can a written document change?
+
+Elasticsearch's percolator is the model: the queries are the index and a document is the
+query. A `Percolator` keeps, for each open follow, the analyzed terms of its query (what it
+could ever match) and the external ids it shows now, with two reverse maps: term -> follows
+and id -> follows. A write then asks `candidates(terms of the new documents, ids written)`
+and gets the follows sharing a term with a new document, the follows showing a rewritten or
+deleted id, and the follows that match every document (a filter or a sort with no words):
+every other follow is left alone without being scored.
+
+`can_enter` is the second gate, applied to each candidate by its owner: a new document that
+cannot beat the follow's current k-th score changes nothing, so the follow is not re-run.
+
+Keys are whatever the caller uses to name a follow (hashable). Methods take a lock: follows
+open and close on the event loop while writes are matched on a worker thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable, Iterable
+from typing import Generic, TypeVar
+
+__all__ = ["Percolator", "can_enter"]
+
+K = TypeVar("K", bound=Hashable)
+
+
+def can_enter(best: float, kth: float | None, tie_breaker: bool = False) -> bool:
+    """Whether a document scoring `best` for a query can enter its top k, whose k-th score is
+    `kth` (None: fewer than k hits are shown, so any matching document enters). Equal scores
+    order by document number, and a new document is numbered after every shown one, so it
+    needs a strictly higher score unless `tie_breaker` says it may win ties."""
+    if best <= 0.0:
+        return False
+    if kth is None:
+        return True
+    return best > kth or (tie_breaker and best == kth)
+
+
+class Percolator(Generic[K]):
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._terms: dict[K, frozenset[str]] = {}
+        self._by_term: dict[str, set[K]] = {}
+        self._shows: dict[K, frozenset[str]] = {}
+        self._by_id: dict[str, set[K]] = {}
+        self._every: set[K] = set()
+
+    def __len__(self) -> int:
+        return len(self._terms)
+
+    def add(self, key: K, terms: Iterable[str], *, every: bool = False) -> None:
+        """Register a follow under its query's terms; `every`: any document may change it (a
+        filter or sort with no words lists every document that passes)."""
+        terms = frozenset(terms)
+        with self._lock:
+            self._drop(key)
+            self._terms[key] = terms
+            for term in terms:
+                self._by_term.setdefault(term, set()).add(key)
+            if every:
+                self._every.add(key)
+
+    def remove(self, key: K) -> None:
+        with self._lock:
+            self._drop(key)
+
+    def show(self, key: K, ids: Iterable[str]) -> None:
+        """What the follow shows now (its hits' external ids)."""
+        ids = frozenset(ids)
+        with self._lock:
+            if key not in self._terms:
+                return
+            self._unshow(key)
+            self._shows[key] = ids
+            for doc_id in ids:
+                self._by_id.setdefault(doc_id, set()).add(key)
+
+    def shown(self, key: K) -> frozenset[str]:
+        return self._shows.get(key, frozenset())
+
+    def candidates(self, terms: Iterable[str], ids: Iterable[str]) -> tuple[set[K], set[K]]:
+        """The follows a write may change: (sharing a term with a new document, or matching
+        every document; showing one of the written or deleted ids). The two sets may meet."""
+        by_term: set[K] = set()
+        by_id: set[K] = set()
+        with self._lock:
+            for term in terms:
+                found = self._by_term.get(term)
+                if found:
+                    by_term |= found
+            by_term |= self._every
+            for doc_id in ids:
+                found = self._by_id.get(doc_id)
+                if found:
+                    by_id |= found
+        return by_term, by_id
+
+    # -- inside the lock -----------------------------------------------------------------
+    def _drop(self, key: K) -> None:
+        for term in self._terms.pop(key, frozenset()):
+            keys = self._by_term.get(term)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_term[term]
+        self._every.discard(key)
+        self._unshow(key)
+
+    def _unshow(self, key: K) -> None:
+        for doc_id in self._shows.pop(key, frozenset()):
+            keys = self._by_id.get(doc_id)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_id[doc_id]
