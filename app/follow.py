@@ -101,8 +101,24 @@ class Follow:
         self.closed = True
         self.wake.set()
 
+    @property
+    def farewell(self) -> _Farewell:
+        """An event-like object whose `set` ends the follow (the stream's shutdown event)."""
+        return _Farewell(self)
+
     def next_n(self, done: int, seq: int) -> int:
         """The `n` of the next update's id: past `done` by the write's seq, and always past
         the last id sent (a compaction keeps the seq and may still reorder)."""
         self.last_n = max(done + seq, self.last_n + 1)
         return self.last_n
+
+
+class _Farewell:
+    def __init__(self, follow: Follow) -> None:
+        self._follow = follow
+
+    def set(self) -> None:
+        self._follow.end()
+
+    def is_set(self) -> bool:
+        return self._follow.closed

@@ -37,7 +37,7 @@ from app.metrics import Metrics
 from app.params import SearchParams
 from app.settings import Settings
 from index.core.types import Document
-from index.delta import Change
+from index.delta import Change, DeltaTruncatedError
 from rankers.percolate import Percolator, can_enter
 
 __all__ = ["POLL_SECONDS", "FollowHub", "query_terms"]
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
 """How often the log is polled while write announcements are down."""
+CHECK_SECONDS = 1.0
+"""How often the hub looks for a change nobody announced (a compaction) while Redis is up."""
 UNARMED_SECONDS = 120.0
 """A follow whose phases have not all been sent after this long is released."""
 
@@ -182,16 +184,28 @@ class FollowHub:
         """Match writes to follows until cancelled."""
         while not self._closed:
             polling = self.announcer is None or not self.announcer.up
-            if polling:
-                with anyio.move_on_after(POLL_SECONDS):
-                    await self._wake.wait()
-            else:
+            with anyio.move_on_after(POLL_SECONDS if polling else CHECK_SECONDS):
                 await self._wake.wait()
+            woken = self._wake.is_set()
             self._wake.clear()
+            if not woken and not self._behind():
+                continue
             try:
                 await self.match_once()
             except Exception:  # the next write tries again
                 log.exception("matching writes to follows failed")
+
+    def _behind(self) -> bool:
+        """Something changed that the follows were not matched with (about 15 us)."""
+        source = self.engine.source
+        if source is None:
+            return False
+        if source.stale() or self._dirty:
+            return True
+        rankers = self.engine.rankers
+        live = rankers.live
+        return (live is not None and live.seq > self._seen) or (
+            rankers.snapshot.version != self._snapshot)
 
     async def match_once(self) -> None:
         self._drop_unarmed()
@@ -220,8 +234,11 @@ class FollowHub:
             self._snapshot = rankers.snapshot.version
             rerun = set(follows)
         if seq > self._seen and self.engine.source is not None:
-            changes = [c for c in self.engine.source.log.changes_since(self._seen)
-                       if c.seq <= seq]
+            try:
+                changes = [c for c in self.engine.source.log.changes_since(self._seen)
+                           if c.seq <= seq]
+            except DeltaTruncatedError:  # folded into the new snapshot: re-run them all
+                changes, rerun = [], set(follows)
             write = _Write.of(changes, rankers)
             by_term, by_id = self.percolator.candidates(write.all_terms, write.ids)
             rerun |= {k for k in by_id if k in follows}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+import anyio
 
 from sse_starlette import ServerSentEvent
 from starlette.requests import Request
@@ -117,17 +119,21 @@ async def _follow_stream(request: Request, params: SearchParams, last_id: str | 
             metrics.open_streams.dec()
             hub.close(follow)
 
-    return _stream(events(), metrics, settings)
+    # On shutdown sse-starlette "sets" this: the follow ends, and its stream finishes cleanly
+    # within the grace period instead of being cancelled mid-response.
+    farewell = cast(anyio.Event, follow.farewell)
+    return _stream(events(), metrics, settings, farewell, settings.shutdown_grace)
 
 
-def _stream(events: AsyncIterator[ServerSentEvent], metrics: Metrics, settings: Settings
-            ) -> Response:
+def _stream(events: AsyncIterator[ServerSentEvent], metrics: Metrics, settings: Settings,
+            shutdown: anyio.Event | None = None, grace: float = 0) -> Response:
     return PhaseStream(
         events,
         metrics=metrics,
         ping=settings.ping_seconds,
         send_timeout=settings.send_timeout,
-        shutdown_grace_period=0,
+        shutdown_event=shutdown,
+        shutdown_grace_period=grace,
         headers={"Cache-Control": "no-store"},
     )
 

@@ -15,7 +15,10 @@ from httpx_sse import connect_sse
 
 from tests.sse import Event
 
-__all__ = ["Follower", "write"]
+__all__ = ["END", "Follower", "write"]
+
+END = "end-of-stream"
+"""The event name `Follower` gives the end of the stream (the server closed it)."""
 
 
 class Follower:
@@ -53,6 +56,7 @@ class Follower:
                     if self._stop.is_set():
                         return
                     self.events.put(Event(e.event, e.id, json.loads(e.data), e.retry))
+                self.events.put(Event(END, "", {}, None))
         except BaseException as exc:  # handed to the test
             self._ready.set()
             self.events.put(exc)

@@ -3,6 +3,7 @@ Redis, writes through one, follows on the other."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from index.snapshot import BuildOptions, write_snapshot
 from index.sources import open_source
 from tests.app.follow_client import Follower, write
 from tests.conftest import SAMPLE
+from tests.app.test_server import metric
 from tests.redis_server import PrivateRedis, private_redis
 from tests.server_process import ServerProcess, running_server
 
@@ -179,3 +181,45 @@ def test_resume_with_last_event_id_loses_and_repeats_nothing(
         assert int(update.id.rpartition(".")[2]) > int(last.rpartition(".")[2])
     finally:
         again.close()
+
+
+WRITES = 150
+
+
+def frozen_follow(port: int, q: str) -> socket.socket:
+    """A follow whose client never reads: a tiny receive window, so the server's sends to it
+    soon block."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET /search/stream?q={q}&k=100&follow=1 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return sock
+
+
+def test_a_frozen_follower_slows_neither_the_other_follows_nor_the_writes(
+    pair: tuple[ServerProcess, ServerProcess], http: httpx.Client
+) -> None:
+    a, b = pair
+    frozen = [frozen_follow(a.port, "bottle") for _ in range(3)]
+    other = Follower(a.url, {"q": "umbrella", "k": 3})
+    try:
+        other.next("done")
+        padding = " ".join(["insulated bottle for hot and cold drinks"] * 40)  # 1.6 kB
+        took = []
+        for i in range(WRITES):  # an update to a frozen follow: up to 100 hits of 1.6 kB titles
+            start = time.monotonic()
+            write(http, a.url if i % 2 else b.url, KEY,
+                  {"id": f"b{i}", "title": f"Bottle {i} {padding}", "text": padding})
+            took.append(time.monotonic() - start)
+        assert max(took) < 1.0, took
+        # The frozen follows' sends blocked: their updates were coalesced, not one a write.
+        assert metric(http, a, "progsearch_follow_updates_total") < WRITES * len(frozen) / 2
+        start = time.monotonic()
+        write(http, b.url, KEY, {"id": "u1", "title": "Umbrella umbrella", "text": "Umbrella."})
+        update = other.next("update", timeout=5)
+        assert update.data["added"] == ["u1"]
+        assert time.monotonic() - start < 2.0
+    finally:
+        other.close()
+        for sock in frozen:
+            sock.close()
