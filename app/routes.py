@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import anyio
-
 from sse_starlette import ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response

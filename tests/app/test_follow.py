@@ -14,8 +14,8 @@ import pytest
 from index.snapshot import BuildOptions, write_snapshot
 from index.sources import open_source
 from tests.app.follow_client import Follower, write
-from tests.conftest import SAMPLE
 from tests.app.test_server import metric
+from tests.conftest import SAMPLE
 from tests.redis_server import PrivateRedis, private_redis
 from tests.server_process import ServerProcess, running_server
 
