@@ -115,6 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     qu.add_argument("query")
     qu.add_argument("-k", type=int, default=10)
     qu.add_argument("--json", action="store_true", help="one JSON object per event")
+    qu.add_argument("--follow", action="store_true",
+                    help="stay open after done and print updates as writes change the results")
 
     pc = sub.add_parser("precompute",
                         help="run the most frequent logged queries into the Redis cache")
@@ -323,7 +325,7 @@ def _query(args: argparse.Namespace) -> int:
     from app.stream_client import query
 
     try:
-        return query(args.url, args.query, k=args.k, as_json=args.json)
+        return query(args.url, args.query, k=args.k, as_json=args.json, follow=args.follow)
     except httpx.HTTPError as exc:
         raise ProgsearchError(f"cannot reach {args.url}: {exc}") from exc
 

@@ -3,7 +3,12 @@ Redis, writes through one, follows on the other."""
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -223,3 +228,38 @@ def test_a_frozen_follower_slows_neither_the_other_follows_nor_the_writes(
         other.close()
         for sock in frozen:
             sock.close()
+
+
+def test_progsearch_query_follow_prints_updates_as_they_arrive(
+    pair: tuple[ServerProcess, ServerProcess], http: httpx.Client
+) -> None:
+    a, b = pair
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "query", a.url, "headlamp", "-k", "3", "--follow"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()],
+                              daemon=True)
+    reader.start()
+
+    def wait_for(text: str) -> str:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                line = lines.get(timeout=0.5)
+                if text in line:
+                    return line
+        raise AssertionError(f"{text!r} was not printed")
+
+    try:
+        wait_for("== done")
+        write(http, b.url, KEY, {"id": "hl1", "title": "Headlamp headlamp", "text": "Bright."})
+        assert "+hl1" in wait_for("== update after write")
+        assert "(new)" in wait_for("Headlamp headlamp")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        reader.join(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
