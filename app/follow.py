@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from app.params import SearchParams
@@ -35,6 +35,11 @@ class Ranked:
     """The k-th relevance score (None: fewer than k hits), the bar a new document must pass."""
     rewritten: frozenset[str] = frozenset()
     """Shown ids whose document a write replaced since the previous ranking."""
+    words: tuple[tuple[str, float], ...] = field(default=(), compare=False)
+    """The query's weighted stems as the ranking scored them (`QueryPlan.words`)."""
+    unplanned: frozenset[str] = field(default=frozenset(), compare=False)
+    """Stems of query words the ranking could not search (unknown, or corrected): a write
+    holding one may change the plan itself."""
 
 
 def update_payload(ranked: Ranked, sent: tuple[str, ...], rewritten: frozenset[str],
@@ -71,8 +76,11 @@ class Follow:
         self.ranked = ranked
         """The keyword ranking the matcher last computed: an update is due when it changes."""
         self.kth: float | None = None
+        self.words: tuple[tuple[str, float], ...] = ()
+        self.unplanned: frozenset[str] = frozenset()
         self.known = False
-        """`kth` was computed (until then every write is matched by re-running the query)."""
+        """`kth` and `words` were computed (until then a write that may concern the follow is
+        matched by re-running its query)."""
         self.sent = sent
         """The ids in the order the client was last sent them."""
         self.last_n = last_n
@@ -87,8 +95,7 @@ class Follow:
     def offer(self, ranked: Ranked) -> None:
         """Put the latest state in the slot (replacing any the client has not taken)."""
         if self._slot is not None:
-            ranked = Ranked(ranked.seq, ranked.version, ranked.ids, ranked.hits, ranked.kth,
-                            ranked.rewritten | self._slot.rewritten)
+            ranked = replace(ranked, rewritten=ranked.rewritten | self._slot.rewritten)
         self._slot = ranked
         self.wake.set()
 

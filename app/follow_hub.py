@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -38,7 +38,7 @@ from app.params import SearchParams
 from app.settings import Settings
 from index.core.types import Document
 from index.delta import Change, DeltaTruncatedError
-from rankers.percolate import Percolator, can_enter
+from rankers.percolate import Percolator, can_enter, query_score, term_scores
 
 __all__ = ["POLL_SECONDS", "FollowHub", "query_terms"]
 
@@ -217,7 +217,8 @@ class FollowHub:
             follow = self._follows.get(key)
             if follow is None or not follow.armed:
                 continue
-            follow.kth, follow.known = ranked.kth, True
+            follow.kth, follow.words, follow.unplanned = ranked.kth, ranked.words, ranked.unplanned
+            follow.known = True
             if ranked.ids != follow.ranked or ranked.rewritten:
                 follow.ranked = ranked.ids
                 self.percolator.show(key, ranked.ids)
@@ -244,9 +245,7 @@ class FollowHub:
             rerun |= {k for k in by_id if k in follows}
             gated = {k for k in by_term if k in follows} - rerun
         self._seen = max(self._seen, seq)
-        for key in gated:
-            if self._may_change(rankers, follows[key], write):
-                rerun.add(key)
+        rerun |= self._gate(rankers, {k: follows[k] for k in gated}, write)
         self.matched += len(rerun)
         out = []
         for key in rerun:
@@ -254,31 +253,41 @@ class FollowHub:
             ranked = self._rank(rankers, follow.params, seq)
             rewritten = frozenset(set(write.terms) & set(follow.ranked) & set(ranked.ids))
             if rewritten:
-                ranked = Ranked(ranked.seq, ranked.version, ranked.ids, ranked.hits,
-                                ranked.kth, rewritten)
+                ranked = replace(ranked, rewritten=rewritten)
             out.append((key, ranked))
         return out
 
-    def _may_change(self, rankers: Rankers, follow: Follow, write: _Write) -> bool:
-        """Whether a new document sharing a term with the follow's query can enter its top k:
-        scored exactly, for the follow's query alone, against its k-th score."""
-        if not follow.known or follow.params.sort or not follow.params.q.strip():
-            return True
+    def _gate(self, rankers: Rankers, follows: dict[int, Follow], write: _Write) -> set[int]:
+        """The follows sharing a term with a new document that it can enter: the documents are
+        scored exactly for every follow's query at once (each document term's BM25
+        contribution once, `term_scores`, then a weighted sum per follow), against each
+        follow's k-th score. A sorted or browsing follow, or one whose query had words it
+        could not search, is re-run whenever a term is shared."""
         live = rankers.live
-        if live is None:
-            return True
-        query = rankers.structured(follow.params)
-        view = rankers.view(query)
+        view = rankers.view()
+        numbers = [live.lookup(doc_id) for doc_id in write.terms] if live is not None else []
+        docs = np.asarray([n for n in numbers if n is not None], dtype=np.int64)
         if view is None:
-            return True
-        plan = rankers.keyword.plan(follow.params.q, prefix=follow.params.prefix, view=view)
-        numbers = [live.lookup(doc_id) for doc_id in write.terms]
-        docs = [n for n in numbers if n is not None]
-        if not docs:
-            return False
-        rows = np.asarray(docs, dtype=np.int64)
-        scores = view.gather(rows, lambda seg, local: seg.bm25(plan, view, local))
-        return can_enter(float(scores.max()), follow.kth)
+            return set(follows)
+        if docs.size == 0:
+            return set()
+        terms = write.all_terms
+        plain: dict[int, Follow] = {}
+        rerun: set[int] = set()
+        for key, follow in follows.items():
+            params = follow.params
+            if not follow.known or params.sort or not follow.words or follow.unplanned & terms:
+                rerun.add(key)
+            else:
+                plain[key] = follow
+        needed = {w for f in plain.values() for w, _ in f.words} & terms
+        scores = term_scores(view, needed, docs)
+        for key, follow in plain.items():
+            best = float(query_score(follow.words, scores, docs.size).max())
+            # A hair of tolerance: the sum is in float32, the phase's own sum may round up.
+            if can_enter(best * (1 + 1e-4), follow.kth):
+                rerun.add(key)
+        return rerun
 
     def _rank(self, rankers: Rankers, params: SearchParams, seq: int) -> Ranked:
         state = self.engine.keyword_state(params, params.k, rankers)
@@ -286,7 +295,11 @@ class FollowHub:
         hits = [{k: v for k, v in hit.items() if k != "previous_rank"} for hit in payload["hits"]]
         scores = state.result.scores
         kth = float(scores[params.k - 1]) if scores.size >= params.k else None
-        return Ranked(seq, rankers.version, tuple(h["id"] for h in hits), hits, kth)
+        words = state.plan.words
+        typed = {token.term for token in rankers.keyword.analyzer.tokens(params.q)}
+        unplanned = frozenset(typed - {w for w, _ in words})
+        return Ranked(seq, rankers.version, tuple(h["id"] for h in hits), hits, kth,
+                      words=words, unplanned=unplanned)
 
     def _drop_unarmed(self) -> None:
         """Release follows reserved for a stream that never started (its client left before

@@ -18,10 +18,16 @@ open and close on the event loop while writes are matched on a worker thread.
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Generic, TypeVar
 
-__all__ = ["Percolator", "can_enter"]
+import numpy as np
+
+from index.core.types import F32, I64
+from rankers.keyword import QueryPlan
+from rankers.segment import Segment, SegmentView
+
+__all__ = ["Percolator", "can_enter", "query_score", "term_scores"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -36,6 +42,36 @@ def can_enter(best: float, kth: float | None, tie_breaker: bool = False) -> bool
     if kth is None:
         return True
     return best > kth or (tie_breaker and best == kth)
+
+
+def term_scores(view: SegmentView, terms: Iterable[str], docs: I64) -> dict[str, F32]:
+    """Each index term's BM25 contribution to each of `docs` (written documents), as the
+    keyword phase scores them now: a query's score for a document is the weighted sum of its
+    terms' contributions, so a write is scored for every follow from one pass over its terms."""
+    out: dict[str, F32] = {}
+    for term in terms:
+        plan = QueryPlan(np.empty(0, np.int64), np.empty(0, np.float32),
+                         searched_as_typed=((term, 1.0),))
+        out[term] = view.gather(docs, _scorer(plan, view))
+    return out
+
+
+def _scorer(plan: QueryPlan, view: SegmentView) -> Callable[[Segment, I64], F32]:
+    def read(segment: Segment, rows: I64) -> F32:
+        return segment.bm25(plan, view, rows)
+
+    return read
+
+
+def query_score(words: Sequence[tuple[str, float]], scores: Mapping[str, F32], n: int) -> F32:
+    """The BM25 score of a query (its weighted stems, `QueryPlan.words`) for each of the `n`
+    documents `term_scores` scored."""
+    total = np.zeros(n, dtype=np.float32)
+    for word, weight in words:
+        found = scores.get(word)
+        if found is not None:
+            total += np.float32(weight) * found
+    return total
 
 
 class Percolator(Generic[K]):

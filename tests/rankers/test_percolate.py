@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 
-from rankers.percolate import Percolator, can_enter
+from index.delta import DeltaLog
+from index.snapshot import BuildOptions, load_snapshot, write_snapshot
+from index.sources import document_from_record
+from rankers.delta_segment import live_view
+from rankers.keyword import KeywordRanker
+from rankers.live import LiveIndex
+from rankers.percolate import Percolator, can_enter, query_score, term_scores
+from tests.conftest import make_corpus
 
 
 def test_only_follows_sharing_a_term_or_showing_an_id_are_candidates() -> None:
@@ -43,3 +53,29 @@ def test_removed_and_reshown_follows_leave_the_reverse_maps() -> None:
 ])
 def test_can_enter(best: float, kth: float | None, ties: bool, enters: bool) -> None:
     assert can_enter(best, kth, ties) is enters
+
+
+def test_a_writes_score_for_each_query_is_the_keyword_phases_score(tmp_path: Path) -> None:
+    """The gate scores written documents from their terms' contributions; it must give the
+    score the keyword phase gives them, or it would skip updates (or re-run for nothing)."""
+    docs = [document_from_record(r, id_field="_id") for r in make_corpus(120, seed=5)]
+    snap = load_snapshot(write_snapshot(docs[:100], tmp_path, BuildOptions(workers=1)))
+    log = DeltaLog.open(tmp_path)
+    log.append(docs[100:])
+    live = LiveIndex.open(snap, log)
+    keyword = KeywordRanker(snap)
+    view = live_view(live, keyword)
+    assert view is not None
+    written = np.arange(snap.n_docs, snap.n_docs + 20, dtype=np.int64)
+    analyzer = keyword.analyzer
+    terms = {t for d in docs[100:] for t in analyzer.terms(f"{d.title} {d.text}")}
+    scores = term_scores(view, terms, written)
+    for query in ["vitamin deficiency", "brain memory sleep", "cancer tumor therapy dose"]:
+        plan = keyword.plan(query, view=view)
+        got = query_score(plan.words, scores, written.size)
+        result = keyword.run(plan, 1000, view)
+        want = np.zeros(written.size, dtype=np.float32)
+        for doc, score in zip(result.docs.tolist(), result.scores.tolist(), strict=True):
+            if doc >= snap.n_docs:
+                want[doc - snap.n_docs] = score
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
