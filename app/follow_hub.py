@@ -23,6 +23,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -115,6 +116,9 @@ class FollowHub:
 
     def __len__(self) -> int:
         return len(self._follows)
+
+    def __iter__(self) -> Iterator[Follow]:
+        return iter(list(self._follows.values()))
 
     @property
     def announcements(self) -> str:
