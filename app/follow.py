@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from app.params import SearchParams
+from index.core.types import F32
 
 __all__ = ["Follow", "Ranked", "update_payload"]
 
@@ -40,6 +41,13 @@ class Ranked:
     unplanned: frozenset[str] = field(default=frozenset(), compare=False)
     """Stems of query words the ranking could not search (unknown, or corrected): a write
     holding one may change the plan itself."""
+    phase: str = "keyword"
+    """The phase that ranked `ids`: the last one the follow's stream showed."""
+    keyword_ids: tuple[str, ...] = field(default=(), compare=False)
+    """The keyword phase's top k (the same as `ids` for a keyword follow)."""
+    bar: float = -1.0
+    """The lowest cosine between the query and a shown document (-1: fewer than k shown with
+    vectors), which a newly embedded document must pass to be worth a re-run."""
 
 
 def update_payload(ranked: Ranked, sent: tuple[str, ...], rewritten: frozenset[str],
@@ -49,7 +57,7 @@ def update_payload(ranked: Ranked, sent: tuple[str, ...], rewritten: frozenset[s
     before = {doc_id: rank for rank, doc_id in enumerate(sent, 1)}
     now = set(ranked.ids)
     return {
-        "phase": "keyword",
+        "phase": ranked.phase,
         "index_version": ranked.version,
         "query": params.q,
         "k": params.k,
@@ -67,14 +75,15 @@ class Follow:
     thread only reads."""
 
     def __init__(self, key: int, params: SearchParams, client: str, stream_version: str,
-                 ranked: tuple[str, ...], sent: tuple[str, ...], last_n: int) -> None:
+                 ranked: tuple[str, ...], sent: tuple[str, ...], last_n: int,
+                 phase: str = "keyword", vector: F32 | None = None) -> None:
         self.key = key
         self.params = params
         self.client = client
         self.stream_version = stream_version
         """The version of the stream's ids (the one its phases were answered at)."""
         self.ranked = ranked
-        """The keyword ranking the matcher last computed: an update is due when it changes."""
+        """The keyword ranking the matcher last computed (its k-th score is the bar)."""
         self.kth: float | None = None
         self.words: tuple[tuple[str, float], ...] = ()
         self.unplanned: frozenset[str] = frozenset()
@@ -83,6 +92,12 @@ class Follow:
         matched by re-running its query)."""
         self.sent = sent
         """The ids in the order the client was last sent them."""
+        self.shown = sent
+        """The ids last put in the slot: an update is due when a re-run ranks others."""
+        self.phase = phase
+        """The phase whose ranking the follow shows: the last its stream sent."""
+        self.vector = vector
+        """The query vector, for a follow shown by a semantic phase."""
         self.last_n = last_n
         self.opened = time.monotonic()
         self.rewritten: frozenset[str] = frozenset()

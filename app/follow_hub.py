@@ -37,9 +37,9 @@ from app.follow import Follow, Ranked
 from app.metrics import Metrics
 from app.params import SearchParams
 from app.settings import Settings
-from index.core.types import Document
+from index.core.types import F32, Document
 from index.delta import Change, DeltaTruncatedError
-from rankers.percolate import Percolator, can_enter, query_score, term_scores
+from rankers.percolate import Percolator, QueryVectors, can_enter, query_score, term_scores
 
 __all__ = ["POLL_SECONDS", "FollowHub", "query_terms"]
 
@@ -47,8 +47,11 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
 """How often the log is polled while write announcements are down."""
-CHECK_SECONDS = 1.0
-"""How often the hub looks for a change nobody announced (a compaction) while Redis is up."""
+CHECK_SECONDS = 0.2
+"""How often the hub looks for a change nobody announced while Redis is up: a compaction, or
+vectors stored by the index work (about 15 us a look)."""
+RANKED_PHASES = ("semantic", "enhanced")
+"""The phases besides the keyword one that a follow's updates can be ranked by."""
 UNARMED_SECONDS = 120.0
 """A follow whose phases have not all been sent after this long is released."""
 
@@ -65,26 +68,30 @@ def query_terms(rankers: Rankers, params: SearchParams) -> set[str]:
 
 @dataclass(frozen=True)
 class _Write:
-    """What a batch of changes wrote: the new documents' terms, and every id touched."""
+    """What a batch of changes wrote: the new documents' terms, every id touched, and the
+    documents whose vectors were stored."""
 
     terms: dict[str, frozenset[str]]
     """Upserted id -> its document's index terms."""
     ids: frozenset[str]
+    embedded: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, changes: list[Change], rankers: Rankers) -> _Write:
         analyzer = rankers.keyword.analyzer
         terms: dict[str, frozenset[str]] = {}
         ids: set[str] = set()
+        embedded: set[str] = set()
         for change in changes:
             if change.op == "vectors":
+                embedded.add(change.id)
                 continue
             ids.add(change.id)
             terms.pop(change.id, None)
             doc: Document | None = change.document
             if change.op == "upsert" and doc is not None:
                 terms[change.id] = frozenset(analyzer.terms(f"{doc.title} {doc.text}"))
-        return cls(terms, frozenset(ids))
+        return cls(terms, frozenset(ids), frozenset(embedded))
 
     @property
     def all_terms(self) -> set[str]:
@@ -102,6 +109,7 @@ class FollowHub:
         self.metrics = metrics
         self.announcer = announcer
         self.percolator: Percolator[int] = Percolator()
+        self.vectors: QueryVectors[int] = QueryVectors()
         self._follows: dict[int, Follow] = {}
         self._clients: Counter[str] = Counter()
         self._next = 0
@@ -147,18 +155,22 @@ class FollowHub:
         return follow
 
     def arm(self, follow: Follow, ranked: tuple[str, ...], sent: tuple[str, ...],
-            last_n: int) -> None:
+            last_n: int, phase: str = "keyword", vector: F32 | None = None) -> None:
         """Start matching writes to a follow whose client shows `sent` and whose keyword
         ranking was `ranked`. It is re-run once at once, so a write between its phases and
         now is not missed (and sends nothing when the ranking is the same)."""
         if follow.key not in self._follows:
             return
-        follow.ranked, follow.sent, follow.last_n = ranked, sent, last_n
+        follow.ranked, follow.sent, follow.shown, follow.last_n = ranked, sent, sent, last_n
+        follow.phase = phase if phase in RANKED_PHASES and vector is not None else "keyword"
+        follow.vector = vector if follow.phase != "keyword" else None
+        if follow.vector is not None:
+            self.vectors.add(follow.key, follow.vector)
         follow.take()
         rankers = self.engine.rankers
         every = not rankers.keyword.analyzer.words(follow.params.q)
         self.percolator.add(follow.key, query_terms(rankers, follow.params), every=every)
-        self.percolator.show(follow.key, ranked)
+        self.percolator.show(follow.key, {*ranked, *sent})
         follow.armed = True
         self._dirty.add(follow.key)
         self._wake.set()
@@ -167,6 +179,7 @@ class FollowHub:
         if self._follows.pop(follow.key, None) is None:
             return
         self.percolator.remove(follow.key)
+        self.vectors.remove(follow.key)
         self._dirty.discard(follow.key)
         self._clients[follow.client] -= 1
         if self._clients[follow.client] <= 0:
@@ -223,9 +236,12 @@ class FollowHub:
                 continue
             follow.kth, follow.words, follow.unplanned = ranked.kth, ranked.words, ranked.unplanned
             follow.known = True
-            if ranked.ids != follow.ranked or ranked.rewritten:
-                follow.ranked = ranked.ids
-                self.percolator.show(key, ranked.ids)
+            follow.ranked = ranked.keyword_ids
+            if follow.vector is not None:
+                self.vectors.set_bar(key, ranked.bar)
+            self.percolator.show(key, {*ranked.keyword_ids, *ranked.ids})
+            if ranked.ids != follow.shown or ranked.rewritten:
+                follow.shown = ranked.ids
                 follow.offer(ranked)
 
     def _match(self, rankers: Rankers, follows: dict[int, Follow], dirty: set[int]
@@ -250,12 +266,13 @@ class FollowHub:
             gated = {k for k in by_term if k in follows} - rerun
         self._seen = max(self._seen, seq)
         rerun |= self._gate(rankers, {k: follows[k] for k in gated}, write)
+        rerun |= {k for k in self._near(rankers, write.embedded) if k in follows}
         self.matched += len(rerun)
         out = []
         for key in rerun:
             follow = follows[key]
-            ranked = self._rank(rankers, follow.params, seq)
-            rewritten = frozenset(set(write.terms) & set(follow.ranked) & set(ranked.ids))
+            ranked = self._rank(rankers, follow, seq)
+            rewritten = frozenset(set(write.terms) & set(follow.shown) & set(ranked.ids))
             if rewritten:
                 ranked = replace(ranked, rewritten=rewritten)
             out.append((key, ranked))
@@ -293,7 +310,35 @@ class FollowHub:
                 rerun.add(key)
         return rerun
 
-    def _rank(self, rankers: Rankers, params: SearchParams, seq: int) -> Ranked:
+    def _near(self, rankers: Rankers, embedded: frozenset[str]) -> set[int]:
+        """The follows ranked by a semantic phase that a newly embedded document can enter:
+        its vector against every open query vector, in one product (`QueryVectors`)."""
+        live, view = rankers.live, rankers.view()
+        if not embedded or not len(self.vectors) or live is None or view is None:
+            return set()
+        numbers = [live.lookup(doc_id) for doc_id in embedded]
+        docs = np.asarray([n for n in numbers if n is not None], dtype=np.int64)
+        docs = docs[view.embedded(docs)]
+        if docs.size == 0 or self.vectors.dim == 0:
+            return set()
+        return self.vectors.near(view.vectors(docs, self.vectors.dim))
+
+    def _bar(self, rankers: Rankers, ids: tuple[str, ...], vector: F32, k: int) -> float:
+        """The lowest cosine between the query and the documents shown (-1 when fewer than
+        k are shown with vectors: any embedded document may enter)."""
+        live, view = rankers.live, rankers.view()
+        if live is None or view is None or len(ids) < k:
+            return -1.0
+        numbers = [live.lookup(doc_id) for doc_id in ids]
+        docs = np.asarray([n for n in numbers if n is not None], dtype=np.int64)
+        if docs.size < k or not bool(view.embedded(docs).all()):
+            return -1.0
+        return float((view.vectors(docs, vector.size) @ vector).min())
+
+    def _rank(self, rankers: Rankers, follow: Follow, seq: int) -> Ranked:
+        """The follow re-run: its keyword ranking (the bar for keyword matches), and for a
+        follow shown by a semantic phase, that phase's ranking, which the update shows."""
+        params = follow.params
         state = self.engine.keyword_state(params, params.k, rankers)
         payload: dict[str, Any] = self.engine.keyword_payload(params, state)
         hits = [{k: v for k, v in hit.items() if k != "previous_rank"} for hit in payload["hits"]]
@@ -302,8 +347,21 @@ class FollowHub:
         words = state.plan.words
         typed = {token.term for token in rankers.keyword.analyzer.tokens(params.q)}
         unplanned = frozenset(typed - {w for w, _ in words})
-        return Ranked(seq, rankers.version, tuple(h["id"] for h in hits), hits, kth,
-                      words=words, unplanned=unplanned)
+        ids = tuple(h["id"] for h in hits)
+        ranked = Ranked(seq, rankers.version, ids, hits, kth, words=words, unplanned=unplanned,
+                        keyword_ids=ids)
+        vector = follow.vector
+        if vector is None or rankers.semantic is None:
+            return ranked
+        if follow.phase == "enhanced" and rankers.enhanced is not None:
+            payload = self.engine.enhanced_payload(params, vector)
+        else:
+            deep = self.engine.keyword_state(params, self.engine.candidates, rankers)
+            payload = self.engine.semantic_payload(params, deep, vector)
+        hits = [{k: v for k, v in hit.items() if k != "previous_rank"} for hit in payload["hits"]]
+        ids = tuple(h["id"] for h in hits)
+        return replace(ranked, ids=ids, hits=hits, phase=follow.phase,
+                       bar=self._bar(rankers, ids, vector, params.k))
 
     def _drop_unarmed(self) -> None:
         """Release follows reserved for a stream that never started (its client left before

@@ -14,6 +14,7 @@ while it was away). An id whose state has expired restarts the stream. A follow 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -26,8 +27,11 @@ from app.follow_hub import FollowHub
 from app.params import SearchParams
 from app.search import Searcher
 from app.stream import phase_events
+from index.core.types import F32
 
 __all__ = ["Resume", "follow_events", "lookup_resume", "state_key"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class Resume:
     n: int
     ranked: tuple[str, ...]
     sent: tuple[str, ...]
+    phase: str = "keyword"
 
 
 def state_key(params: SearchParams, event_id: str) -> str:
@@ -59,14 +64,28 @@ async def lookup_resume(searcher: Searcher, params: SearchParams, last_event_id:
     try:
         state = orjson.loads(raw)
         return Resume(version, int(n), tuple(map(str, state["ranked"])),
-                      tuple(map(str, state["sent"])))
+                      tuple(map(str, state["sent"])), str(state.get("phase", "keyword")))
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return None
 
 
 def _remember(searcher: Searcher, follow: Follow, event_id: str) -> None:
-    state = {"ranked": list(follow.ranked), "sent": list(follow.sent)}
+    state = {"ranked": list(follow.ranked), "sent": list(follow.sent), "phase": follow.phase}
     searcher.remember(state_key(follow.params, event_id), orjson.dumps(state))
+
+
+async def _vector(searcher: Searcher, follow: Follow, phase: str) -> F32 | None:
+    """The query vector of a follow shown by a semantic phase (from the cache, usually: the
+    phases just used it); None for a keyword follow, or when it cannot be had (the follow's
+    updates are then keyword-ranked)."""
+    if phase == searcher.phases.first.name:
+        return None
+    try:
+        with anyio.fail_after(searcher.settings.semantic_timeout):
+            return await searcher.vector(follow.params)
+    except Exception:  # the follow goes on, ranked by keywords
+        log.warning("no query vector for a follow shown by the %s phase", phase)
+        return None
 
 
 async def follow_events(searcher: Searcher, hub: FollowHub, follow: Follow, seen: int,
@@ -79,18 +98,20 @@ async def follow_events(searcher: Searcher, hub: FollowHub, follow: Follow, seen
         if resume is None:
             keyword: tuple[str, ...] = ()
             shown: tuple[str, ...] = ()
+            phase = searcher.phases.first.name
             async for event in phase_events(searcher, follow.params, seen, retry_ms):
                 retry = None
                 if event.event not in ("error", "done") and event.data is not None:
                     ids = tuple(h["id"] for h in orjson.loads(event.data)["hits"])
-                    shown = ids
+                    shown, phase = ids, str(event.event)
                     if event.event == searcher.phases.first.name:
                         keyword = ids
                 yield event
-            hub.arm(follow, keyword, shown, done)
+            hub.arm(follow, keyword, shown, done, phase, await _vector(searcher, follow, phase))
             _remember(searcher, follow, f"{version}.{done}")
         else:
-            hub.arm(follow, resume.ranked, resume.sent, resume.n)
+            vector = await _vector(searcher, follow, resume.phase)
+            hub.arm(follow, resume.ranked, resume.sent, resume.n, resume.phase, vector)
         deadline = anyio.current_time() + lifetime
         while not follow.closed:
             with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):

@@ -27,7 +27,7 @@ from index.core.types import F32, I64
 from rankers.keyword import QueryPlan
 from rankers.segment import Segment, SegmentView
 
-__all__ = ["Percolator", "can_enter", "query_score", "term_scores"]
+__all__ = ["Percolator", "QueryVectors", "can_enter", "query_score", "term_scores"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -151,3 +151,78 @@ class Percolator(Generic[K]):
                 keys.discard(key)
                 if not keys:
                     del self._by_id[doc_id]
+
+
+class QueryVectors(Generic[K]):
+    """The query vectors of the open follows ranked by a semantic phase, as one matrix, with
+    each follow's bar: the lowest cosine among the documents it shows. A newly embedded
+    document is compared with every open query in one product, and only the follows whose bar
+    it passes (it is nearer their query than a document they show) are re-run."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: list[K] = []
+        self._rows: dict[K, int] = {}
+        self._matrix = np.zeros((0, 0), dtype=np.float32)
+        self._bars = np.zeros(0, dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    @property
+    def dim(self) -> int:
+        return int(self._matrix.shape[1])
+
+    def add(self, key: K, vector: F32, bar: float = -1.0) -> None:
+        vector = np.asarray(vector, dtype=np.float32).ravel()
+        with self._lock:
+            row = self._rows.get(key)
+            if row is None:
+                row = len(self._keys)
+                if self._matrix.shape[1] != vector.size:
+                    if self._keys:
+                        raise ValueError(f"query vectors have {self._matrix.shape[1]} "
+                                         f"dimensions, not {vector.size}")
+                    self._matrix = np.zeros((0, vector.size), dtype=np.float32)
+                if row >= self._matrix.shape[0]:  # grow by doubling, like a list
+                    grown = np.zeros((max(16, 2 * row), vector.size), dtype=np.float32)
+                    grown[:row] = self._matrix[:row]
+                    self._matrix = grown
+                    bars = np.full(grown.shape[0], -1.0, dtype=np.float32)
+                    bars[:row] = self._bars[:row]
+                    self._bars = bars
+                self._keys.append(key)
+                self._rows[key] = row
+            self._matrix[row] = vector
+            self._bars[row] = bar
+
+    def set_bar(self, key: K, bar: float) -> None:
+        with self._lock:
+            row = self._rows.get(key)
+            if row is not None:
+                self._bars[row] = bar
+
+    def remove(self, key: K) -> None:
+        with self._lock:
+            row = self._rows.pop(key, None)
+            if row is None:
+                return
+            last = len(self._keys) - 1
+            if row != last:  # the last row takes the removed one's place
+                moved = self._keys[last]
+                self._keys[row] = moved
+                self._rows[moved] = row
+                self._matrix[row] = self._matrix[last]
+                self._bars[row] = self._bars[last]
+            self._keys.pop()
+
+    def near(self, docs: F32) -> set[K]:
+        """The follows that one of `docs` (unit document vectors, one a row) can enter."""
+        with self._lock:
+            n = len(self._keys)
+            if n == 0 or docs.size == 0:
+                return set()
+            sims = self._matrix[:n] @ np.asarray(docs, dtype=np.float32).reshape(
+                -1, self._matrix.shape[1]).T
+            best = sims.max(axis=1)
+            return {self._keys[i] for i in np.flatnonzero(best > self._bars[:n]).tolist()}

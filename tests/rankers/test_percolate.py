@@ -13,7 +13,7 @@ from index.sources import document_from_record
 from rankers.delta_segment import live_view
 from rankers.keyword import KeywordRanker
 from rankers.live import LiveIndex
-from rankers.percolate import Percolator, can_enter, query_score, term_scores
+from rankers.percolate import Percolator, QueryVectors, can_enter, query_score, term_scores
 from tests.conftest import make_corpus
 
 
@@ -79,3 +79,22 @@ def test_a_writes_score_for_each_query_is_the_keyword_phases_score(tmp_path: Pat
             if doc >= snap.n_docs:
                 want[doc - snap.n_docs] = score
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_query_vectors_find_the_follows_a_document_is_nearer_than_their_bar() -> None:
+    qv: QueryVectors[str] = QueryVectors()
+    eye = np.eye(3, dtype=np.float32)
+    for name, row in zip("abc", eye, strict=True):
+        qv.add(name, row, bar=0.5)
+    doc = np.asarray([[0.9, 0.1, 0.0]], dtype=np.float32)
+    assert qv.near(doc) == {"a"}
+    qv.set_bar("b", 0.05)  # b shows a document at cosine 0.05: this one is nearer
+    assert qv.near(doc) == {"a", "b"}
+    qv.remove("a")  # c takes a's row
+    assert qv.near(doc) == {"b"} and len(qv) == 2
+    assert qv.near(np.asarray([[0.0, 0.0, 1.0]], dtype=np.float32)) == {"c"}
+    for i in range(40):  # grows past its first rows
+        qv.add(f"x{i}", eye[0], bar=0.99)
+    assert qv.near(doc) == {"b"}
+    with pytest.raises(ValueError, match="dimensions"):
+        qv.add("bad", np.ones(4, dtype=np.float32))
