@@ -6,7 +6,7 @@ refreshes the engine's view of the delta log, reads the changes it has not match
 on a thread asks the `rankers.percolate.Percolator` which follows they can change:
 
 - a follow sharing an analyzed term with a new document is re-run only when the document's
-  BM25 score for its query passes its current k-th score (`can_enter`), or when it is sorted
+  BM25 score for its query passes its current k-th score (`QueryWeights`), or when it is sorted
   or lists every document (a filter or sort with no words);
 - a follow showing a rewritten or deleted id is re-run;
 - after a compaction (a new snapshot) every follow is re-run once.
@@ -39,7 +39,7 @@ from app.params import SearchParams
 from app.settings import Settings
 from index.core.types import F32, Document
 from index.delta import Change, DeltaTruncatedError
-from rankers.percolate import Percolator, QueryVectors, can_enter, query_score, term_scores
+from rankers.percolate import Percolator, QueryVectors, QueryWeights, term_scores
 
 __all__ = ["POLL_SECONDS", "FollowHub", "query_terms"]
 
@@ -110,6 +110,7 @@ class FollowHub:
         self.announcer = announcer
         self.percolator: Percolator[int] = Percolator()
         self.vectors: QueryVectors[int] = QueryVectors()
+        self.weights: QueryWeights[int] = QueryWeights()
         self._follows: dict[int, Follow] = {}
         self._clients: Counter[str] = Counter()
         self._next = 0
@@ -180,6 +181,7 @@ class FollowHub:
             return
         self.percolator.remove(follow.key)
         self.vectors.remove(follow.key)
+        self.weights.remove(follow.key)
         self._dirty.discard(follow.key)
         self._clients[follow.client] -= 1
         if self._clients[follow.client] <= 0:
@@ -236,6 +238,7 @@ class FollowHub:
                 continue
             follow.kth, follow.words, follow.unplanned = ranked.kth, ranked.words, ranked.unplanned
             follow.known = True
+            self.weights.weigh(key, ranked.words, ranked.kth)
             follow.ranked = ranked.keyword_ids
             if follow.vector is not None:
                 self.vectors.set_bar(key, ranked.bar)
@@ -281,9 +284,10 @@ class FollowHub:
     def _gate(self, rankers: Rankers, follows: dict[int, Follow], write: _Write) -> set[int]:
         """The follows sharing a term with a new document that it can enter: the documents are
         scored exactly for every follow's query at once (each document term's BM25
-        contribution once, `term_scores`, then a weighted sum per follow), against each
-        follow's k-th score. A sorted or browsing follow, or one whose query had words it
-        could not search, is re-run whenever a term is shared."""
+        contribution once, `term_scores`, then added into every follow holding the term,
+        `QueryWeights.entering`), against each follow's k-th score. A sorted or browsing
+        follow, or one whose query had words it could not search, is re-run whenever a term
+        is shared."""
         live = rankers.live
         view = rankers.view()
         numbers = [live.lookup(doc_id) for doc_id in write.terms] if live is not None else []
@@ -301,13 +305,9 @@ class FollowHub:
                 rerun.add(key)
             else:
                 plain[key] = follow
-        needed = {w for f in plain.values() for w, _ in f.words} & terms
-        scores = term_scores(view, needed, docs)
-        for key, follow in plain.items():
-            best = float(query_score(follow.words, scores, docs.size).max())
-            # A hair of tolerance: the sum is in float32, the phase's own sum may round up.
-            if can_enter(best * (1 + 1e-4), follow.kth):
-                rerun.add(key)
+        scores = term_scores(view, self.percolator.indexed(terms), docs)
+        entering = self.weights.entering(scores, int(docs.size))
+        rerun |= set(plain) & entering
         return rerun
 
     def _near(self, rankers: Rankers, embedded: frozenset[str]) -> set[int]:

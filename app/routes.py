@@ -103,8 +103,9 @@ async def _follow_stream(request: Request, params: SearchParams, last_id: str | 
     version = engine.version
     if resume is not None:
         version = resume.version
-    else:
-        seen = min(resume_after(last_id, version, searcher.phases), searcher.phases.done - 1)
+    else:  # the phases not seen yet; an id at or past `done` whose state expired: all again
+        seen = resume_after(last_id, version, searcher.phases)
+        seen = 0 if seen >= searcher.phases.done else seen
     client = request.client.host if request.client is not None else ""
     follow = hub.open(params, client, version)  # 429 before any byte of the stream
 

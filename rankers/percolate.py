@@ -18,16 +18,17 @@ open and close on the event loop while writes are matched on a worker thread.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 import numpy as np
 
+from index.core.bm25 import impacts
 from index.core.types import F32, I64
-from rankers.keyword import QueryPlan
-from rankers.segment import Segment, SegmentView
+from rankers.delta_segment import DeltaSegment
+from rankers.segment import SegmentView
 
-__all__ = ["Percolator", "QueryVectors", "can_enter", "query_score", "term_scores"]
+__all__ = ["Percolator", "QueryVectors", "QueryWeights", "can_enter", "query_score", "term_scores"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -45,22 +46,50 @@ def can_enter(best: float, kth: float | None, tie_breaker: bool = False) -> bool
 
 
 def term_scores(view: SegmentView, terms: Iterable[str], docs: I64) -> dict[str, F32]:
-    """Each index term's BM25 contribution to each of `docs` (written documents), as the
-    keyword phase scores them now: a query's score for a document is the weighted sum of its
-    terms' contributions, so a write is scored for every follow from one pass over its terms."""
-    out: dict[str, F32] = {}
-    for term in terms:
-        plan = QueryPlan(np.empty(0, np.int64), np.empty(0, np.float32),
-                         searched_as_typed=((term, 1.0),))
-        out[term] = view.gather(docs, _scorer(plan, view))
-    return out
-
-
-def _scorer(plan: QueryPlan, view: SegmentView) -> Callable[[Segment, I64], F32]:
-    def read(segment: Segment, rows: I64) -> F32:
-        return segment.bm25(plan, view, rows)
-
-    return read
+    """Each index term's BM25 contribution to each of `docs` (written documents, in the
+    delta segment), as the keyword phase scores them now: a query's score for a document is
+    the weighted sum of its terms' contributions, so a write is scored for every follow from
+    one pass over its terms. The terms' postings for those documents are gathered from the
+    delta's blocks at once, and their impacts computed in one call (`impacts`, the formula
+    the delta segment scores with)."""
+    delta = next((s for s in view.segments if isinstance(s, DeltaSegment)), None)
+    if delta is None or docs.size == 0:
+        return {}
+    known = [(t, delta.term_ids[t]) for t in terms if t in delta.term_ids]
+    if not known:
+        return {}
+    words = [w for w, _ in known]
+    ids = np.asarray([i for _, i in known], dtype=np.int64)
+    slots = np.asarray(docs, dtype=np.int64) - delta.base
+    dv = delta.delta
+    found_term, found_slot, found_tf = [], [], []
+    for block in dv.blocks:
+        if block.terms.size == 0:
+            continue
+        pos = np.minimum(np.searchsorted(block.terms, ids), block.terms.size - 1)
+        hit = np.flatnonzero(block.terms[pos] == ids)
+        lo, hi = block.ptr[pos[hit]], block.ptr[pos[hit] + 1]
+        n = hi - lo
+        if not n.sum():
+            continue
+        rows = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(int(n.sum()))
+        found_term.append(np.repeat(hit, n))
+        found_slot.append(block.slots[rows])
+        found_tf.append(block.tf[rows])
+    if not found_term:
+        return {}
+    term = np.concatenate(found_term)
+    slot = np.concatenate(found_slot)
+    tf = np.concatenate(found_tf)
+    keep = np.isin(slot, slots) & dv.alive[slot]
+    term, slot, tf = term[keep], slot[keep], tf[keep]
+    stats = view.stats
+    imp = impacts(tf, dv.doc_len[slot], stats.avg_len, view.idf(words)[term], stats.k1, stats.b)
+    order = np.argsort(slots, kind="stable")
+    column = order[np.searchsorted(slots[order], slot)]
+    out = np.zeros((len(words), slots.size), dtype=np.float32)
+    np.add.at(out, (term, column), imp)
+    return {w: out[i] for i, w in enumerate(words)}
 
 
 def query_score(words: Sequence[tuple[str, float]], scores: Mapping[str, F32], n: int) -> F32:
@@ -113,6 +142,11 @@ class Percolator(Generic[K]):
             for doc_id in ids:
                 self._by_id.setdefault(doc_id, set()).add(key)
 
+    def indexed(self, terms: Iterable[str]) -> set[str]:
+        """The terms some open follow's query has."""
+        with self._lock:
+            return {t for t in terms if t in self._by_term}
+
     def shown(self, key: K) -> frozenset[str]:
         return self._shows.get(key, frozenset())
 
@@ -151,6 +185,94 @@ class Percolator(Generic[K]):
                 keys.discard(key)
                 if not keys:
                     del self._by_id[doc_id]
+
+
+class QueryWeights(Generic[K]):
+    """The weighted stems of the open follows' queries, inverted: per stem, the follows' rows
+    and their weights as arrays, with each follow's k-th score. `entering` scores written
+    documents for every follow at once, a term at a time (one numpy update per document term
+    that some query has), and returns the follows whose top k a document can enter. Work per
+    write grows with the postings of the document's terms in this index of queries, not with
+    the number of follows times their words in Python."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._row: dict[K, int] = {}
+        self._keys: list[K | None] = []
+        self._free: list[int] = []
+        self._words: dict[K, tuple[tuple[str, float], ...]] = {}
+        self._by_term: dict[str, dict[int, float]] = {}
+        self._arrays: dict[str, tuple[I64, F32]] = {}
+        self._kth = np.zeros(0, dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+    def weigh(self, key: K, words: Sequence[tuple[str, float]], kth: float | None) -> None:
+        """A follow's query as it was last ranked, and its k-th score (None: fewer than k)."""
+        with self._lock:
+            self._drop(key)
+            row = self._free.pop() if self._free else len(self._keys)
+            if row == len(self._keys):
+                self._keys.append(key)
+            else:
+                self._keys[row] = key
+            if row >= self._kth.size:
+                grown = np.zeros(max(64, 2 * self._kth.size), dtype=np.float32)
+                grown[: self._kth.size] = self._kth
+                self._kth = grown
+            self._row[key] = row
+            self._kth[row] = 0.0 if kth is None else kth
+            self._words[key] = tuple(words)
+            for word, weight in words:
+                self._by_term.setdefault(word, {})[row] = weight
+                self._arrays.pop(word, None)
+
+    def remove(self, key: K) -> None:
+        with self._lock:
+            self._drop(key)
+
+    def entering(self, scores: Mapping[str, F32], n: int) -> set[K]:
+        """The follows for which one of the `n` documents scored by `term_scores` beats the
+        k-th score (a new document is numbered last, so a tie does not enter), with a hair of
+        tolerance for float32 sums."""
+        with self._lock:
+            if not self._row or n == 0:
+                return set()
+            acc = np.zeros((len(self._keys), n), dtype=np.float32)
+            for word, contribution in scores.items():
+                if word not in self._by_term:
+                    continue
+                rows, weights = self._arrays_of(word)
+                acc[rows] += weights[:, None] * contribution[None, :]
+            best = acc.max(axis=1) * np.float32(1 + 1e-4)
+            hit = np.flatnonzero((best > 0) & (best > self._kth[: len(self._keys)]))
+            return {key for key in (self._keys[i] for i in hit.tolist()) if key is not None}
+
+    # -- inside the lock -----------------------------------------------------------------
+    def _arrays_of(self, word: str) -> tuple[I64, F32]:
+        found = self._arrays.get(word)
+        if found is None:
+            weights = self._by_term[word]
+            found = (np.fromiter(weights.keys(), dtype=np.int64, count=len(weights)),
+                     np.fromiter(weights.values(), dtype=np.float32, count=len(weights)))
+            self._arrays[word] = found
+        return found
+
+    def _drop(self, key: K) -> None:
+        row = self._row.pop(key, None)
+        if row is None:
+            return
+        for word, _ in self._words.pop(key, ()):
+            rows = self._by_term.get(word)
+            if rows is not None:
+                rows.pop(row, None)
+                self._arrays.pop(word, None)
+                if not rows:
+                    del self._by_term[word]
+        self._keys[row] = None
+        self._kth[row] = np.inf
+        self._free.append(row)
 
 
 class QueryVectors(Generic[K]):

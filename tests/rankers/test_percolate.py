@@ -7,13 +7,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from index.core.types import Document
 from index.delta import DeltaLog
 from index.snapshot import BuildOptions, load_snapshot, write_snapshot
 from index.sources import document_from_record
 from rankers.delta_segment import live_view
 from rankers.keyword import KeywordRanker
 from rankers.live import LiveIndex
-from rankers.percolate import Percolator, QueryVectors, can_enter, query_score, term_scores
+from rankers.percolate import (
+    Percolator,
+    QueryVectors,
+    QueryWeights,
+    can_enter,
+    query_score,
+    term_scores,
+)
 from tests.conftest import make_corpus
 
 
@@ -61,23 +69,26 @@ def test_a_writes_score_for_each_query_is_the_keyword_phases_score(tmp_path: Pat
     docs = [document_from_record(r, id_field="_id") for r in make_corpus(120, seed=5)]
     snap = load_snapshot(write_snapshot(docs[:100], tmp_path, BuildOptions(workers=1)))
     log = DeltaLog.open(tmp_path)
-    log.append(docs[100:])
-    live = LiveIndex.open(snap, log)
+    live = LiveIndex(snap)
+    rewritten = Document(docs[105].id, docs[3].title, docs[3].text)
+    for batch in (docs[100:110], docs[110:120], [rewritten]):  # three postings blocks
+        log.append(batch)
+        live.refresh(log)
     keyword = KeywordRanker(snap)
     view = live_view(live, keyword)
     assert view is not None
-    written = np.arange(snap.n_docs, snap.n_docs + 20, dtype=np.int64)
+    numbers = [live.lookup(d.id) for d in docs[100:120]]
+    written = np.asarray([n for n in numbers if n is not None], dtype=np.int64)[::-1]
+    assert written.size == 20
     analyzer = keyword.analyzer
-    terms = {t for d in docs[100:] for t in analyzer.terms(f"{d.title} {d.text}")}
+    terms = {t for d in [*docs[100:], rewritten] for t in analyzer.terms(f"{d.title} {d.text}")}
     scores = term_scores(view, terms, written)
     for query in ["vitamin deficiency", "brain memory sleep", "cancer tumor therapy dose"]:
         plan = keyword.plan(query, view=view)
         got = query_score(plan.words, scores, written.size)
         result = keyword.run(plan, 1000, view)
-        want = np.zeros(written.size, dtype=np.float32)
-        for doc, score in zip(result.docs.tolist(), result.scores.tolist(), strict=True):
-            if doc >= snap.n_docs:
-                want[doc - snap.n_docs] = score
+        by_doc = dict(zip(result.docs.tolist(), result.scores.tolist(), strict=True))
+        want = np.asarray([by_doc.get(d, 0.0) for d in written.tolist()], dtype=np.float32)
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
@@ -98,3 +109,21 @@ def test_query_vectors_find_the_follows_a_document_is_nearer_than_their_bar() ->
     assert qv.near(doc) == {"b"}
     with pytest.raises(ValueError, match="dimensions"):
         qv.add("bad", np.ones(4, dtype=np.float32))
+
+
+def test_query_weights_return_the_follows_a_document_beats_the_kth_score_of() -> None:
+    qw: QueryWeights[str] = QueryWeights()
+    qw.weigh("full", [("cell", 1.0), ("gene", 1.0)], kth=2.0)
+    qw.weigh("short", [("gene", 1.0)], kth=None)  # fewer than k hits: any match enters
+    qw.weigh("other", [("sleep", 1.0)], kth=0.1)
+    scores = {"cell": np.asarray([1.5, 0.0], np.float32),
+              "gene": np.asarray([0.4, 0.3], np.float32)}
+    assert qw.entering(scores, 2) == {"short"}  # 1.9 does not beat 2.0
+    scores["cell"] = np.asarray([1.7, 0.0], np.float32)
+    assert qw.entering(scores, 2) == {"full", "short"}
+    qw.weigh("full", [("cell", 1.0)], kth=1.8)  # ranked again: its words and bar replaced
+    assert qw.entering(scores, 2) == {"short"}
+    qw.remove("short")
+    qw.weigh("new", [("gene", 2.0)], kth=0.5)  # takes the freed row
+    assert qw.entering(scores, 2) == {"new"} and len(qw) == 3
+    assert qw.entering({"sleep": np.asarray([0.1, 0.2], np.float32)}, 2) == {"other"}
