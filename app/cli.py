@@ -9,11 +9,31 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from index.core.errors import ProgsearchError
 
+if TYPE_CHECKING:
+    from app.engine import Engine
+    from app.params import SearchParams
+    from app.phases import Phase
+    from app.settings import Settings
+
 __all__ = ["main"]
+
+MAX_K = 10_000
+"""The largest -k of `progsearch search` (the server's bound is `PROGSEARCH_MAX_K`)."""
+
+
+def _structured_flags(p: argparse.ArgumentParser) -> None:
+    """--filter, --facets, --sort: the server's `filter=`, `facets=`, `sort=`."""
+    p.add_argument("--filter", metavar="EXPR",
+                   help="keep to the documents this expression matches, e.g. "
+                   "'category = jackets AND price < 100'")
+    p.add_argument("--facets", metavar="F1,F2",
+                   help="count these fields' values over the whole match set")
+    p.add_argument("--sort", metavar="F:asc,F:desc",
+                   help="order each phase's most relevant hits by these fields")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run the phases up to this one (keyword, semantic, enhanced); default: keyword, "
         "or semantic with --semantic",
     )
+    _structured_flags(se)
 
     ev = sub.add_parser("eval", help="nDCG@10, Recall@100 and MRR@10 of each phase on BEIR data")
     ev.add_argument("index", type=Path)
@@ -117,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     qu.add_argument("--json", action="store_true", help="one JSON object per event")
     qu.add_argument("--follow", action="store_true",
                     help="stay open after done and print updates as writes change the results")
+    _structured_flags(qu)
 
     pc = sub.add_parser("precompute",
                         help="run the most frequent logged queries into the Redis cache")
@@ -209,21 +231,47 @@ def _hits(snapshot: Any, docs: Any, scores: Any, previous: Any = None) -> list[d
     return hits
 
 
-def _print_hits(title: str, hits: list[dict[str, Any]], took_ms: float) -> None:
+def _print_hits(title: str, hits: list[dict[str, Any]], took_ms: float, moves: bool) -> None:
+    from app.cli_format import fields_text
+
     print(f"{title} ({len(hits)} hits in {took_ms:.2f} ms)")
     for h in hits:
         move = ""
-        if "previous_rank" in h:
-            move = "  new" if h["previous_rank"] is None else f"  was {h['previous_rank']}"
+        if moves:
+            move = "  new" if h.get("previous_rank") is None else f"  was {h['previous_rank']}"
         print(f"{h['rank']:>3}  {h['score']:8.3f}  {h['id']}  {h['title'][:70]}{move}")
+        if "fields" in h:
+            print(f"{'':15}{fields_text(h['fields'])}")
+
+
+def _notes(read: dict[str, Any]) -> list[str]:
+    """How the query was read: its corrections and the completion of its last word."""
+    notes = []
+    if read.get("corrections"):
+        notes.append("showing results for: " + ", ".join(
+            f"{c['original']} -> {c['corrected']}" for c in read["corrections"]))
+    if read.get("expansion"):
+        e = read["expansion"]
+        notes.append(f"completed {e['prefix']!r} to {', '.join(e['completions'])}")
+    return notes
 
 
 def _search(args: argparse.Namespace) -> int:
+    from app.errors import ApiError
+    from app.params import search_params
     from app.phases import PHASES, SEMANTIC, BareQuery
     from app.phases.bare import open_engine, ready_phases
+    from app.phases.local import local_settings
 
-    if not 1 <= args.k <= 10_000:
-        raise ProgsearchError(f"-k must be between 1 and 10000, got {args.k}")
+    # The server's checks of its parameters, from the flags instead of a query string.
+    settings = local_settings(MAX_K)
+    given = {"q": args.query, "k": str(args.k), "prefix": "1" if args.prefix else "0"}
+    given |= {name: value for name in ("filter", "facets", "sort")
+              if (value := getattr(args, name)) is not None}
+    try:
+        params = search_params(given, settings)
+    except ApiError as exc:
+        raise ProgsearchError(exc.message) from None
     until = args.until or (SEMANTIC.name if args.semantic else PHASES.first.name)
     try:
         wanted = PHASES.until(until)
@@ -231,10 +279,11 @@ def _search(args: argparse.Namespace) -> int:
         raise ProgsearchError(f"--until {until!r}: the phases are {PHASES.names}") from None
     engine = open_engine(args.index, wanted)
     phases = ready_phases(engine, wanted, strict=True)
+    if params.structured:
+        return _search_structured(args, engine, engine.check(params), phases, settings)
     snapshot = engine.snapshot
-    query = BareQuery(engine.rankers, args.query, args.k, engine.encode, prefix=args.prefix)
-    out: dict[str, Any] = {"query": args.query}
-    notes: list[str] = []
+    query = BareQuery(engine.rankers, params.q, params.k, engine.encode, prefix=params.prefix)
+    out: dict[str, Any] = {"query": params.q}
     shown: list[str] = []
     for phase in phases:
         started = time.perf_counter()
@@ -252,19 +301,41 @@ def _search(args: argparse.Namespace) -> int:
             out["corrections"] = [c.__dict__ for c in result.corrections]
             out["expansion"] = result.expansion.__dict__ if result.expansion else None
             out["unknown"] = list(result.unknown)
-            if result.corrections:
-                notes.append("showing results for: " + ", ".join(
-                    f"{c.original} -> {c.corrected}" for c in result.corrections))
-            if result.expansion:
-                notes.append(f"completed {result.expansion.prefix!r} to "
-                             f"{', '.join(result.expansion.completions)}")
     if args.json:
         print(json.dumps(out, ensure_ascii=False))
         return 0
-    for note in notes:
+    for note in _notes(out):
         print(note)
     for name in shown:
-        _print_hits(name, out[name]["hits"], out[name]["took_ms"])
+        _print_hits(name, out[name]["hits"], out[name]["took_ms"], moves=name != shown[0])
+    return 0
+
+
+def _search_structured(args: argparse.Namespace, engine: Engine, params: SearchParams,
+                       phases: list[Phase], settings: Settings) -> int:
+    """A search with a filter, facets or a sort: the phases as the service computes them,
+    so hits, fields and facet counts are the server's."""
+    import asyncio
+
+    from app.cli_format import facet_lines, structured_text
+    from app.phases.local import local_payloads
+
+    payloads = asyncio.run(local_payloads(engine, params, phases, settings))
+    if args.json:
+        print(json.dumps({"query": params.q, **{p["phase"]: p for p in payloads}},
+                         ensure_ascii=False))
+        return 0
+    first = payloads[0]
+    for note in [*_notes(first), structured_text(first)]:
+        if note:
+            print(note)
+    for payload in payloads:
+        _print_hits(payload["phase"], payload["hits"], payload["took_ms"],
+                    moves=payload is not first)
+        if payload.get("facets"):
+            print("facets")
+            for line in facet_lines(payload["facets"]):
+                print(f"  {line}")
     return 0
 
 
@@ -324,8 +395,11 @@ def _query(args: argparse.Namespace) -> int:
 
     from app.stream_client import query
 
+    structured = {name: value for name in ("filter", "facets", "sort")
+                  if (value := getattr(args, name)) is not None}
     try:
-        return query(args.url, args.query, k=args.k, as_json=args.json, follow=args.follow)
+        return query(args.url, args.query, k=args.k, as_json=args.json, params=structured,
+                     follow=args.follow)
     except httpx.HTTPError as exc:
         raise ProgsearchError(f"cannot reach {args.url}: {exc}") from exc
 

@@ -43,7 +43,7 @@ from index.core.errors import QueryError
 from index.core.types import Document
 from index.snapshot import CURRENT, Snapshot, load_snapshot
 from rankers.delta_segment import live_view
-from rankers.facets import count_facets
+from rankers.facets import FacetCounts, count_facets
 from rankers.fusion import previous_ranks
 from rankers.keyword import KeywordRanker, QueryPlan
 from rankers.live import LiveIndex
@@ -373,7 +373,9 @@ class Engine:
         shown = None
         if query is not None:
             assert view is not None
-            if not plan.words:  # browsing: every document that passes, in the sort order
+            if not r.keyword.analyzer.words(params.q):
+                # Browsing: every document that passes, in the sort order. Only a query with no
+                # word browses: one whose words are all unknown matches nothing.
                 docs = browse(view, query, params.k)
                 shown = (docs, np.zeros(docs.size, dtype=np.float32))
             elif query.sort:
@@ -393,7 +395,11 @@ class Engine:
             extra = structured_payload(query)
             if query.facets:
                 words = [w for w, _ in state.plan.words]
-                extra["facets"] = facets_payload(count_facets(state.view, words, query.facets))
+                if words or not state.rankers.keyword.analyzer.words(params.q):
+                    counts = count_facets(state.view, words, query.facets)
+                else:  # words, none of them known: an empty match set, not the whole index
+                    counts = [FacetCounts(f, 0) for f in query.facets]
+                extra["facets"] = facets_payload(counts)
         return phase_payload(
             "keyword", state.rankers.version, params.q, k, hits,
             **query_payload(r.corrections, r.expansion, r.unknown),

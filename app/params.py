@@ -19,7 +19,7 @@ from app.errors import ApiError
 from app.settings import Settings
 from rankers.keyword import wants_prefix
 
-__all__ = ["SearchParams", "parse_search"]
+__all__ = ["SearchParams", "parse_search", "search_params"]
 
 ALLOWED = frozenset({"q", "k", "prefix", "filter", "facets", "sort", "follow"})
 MAX_STRUCTURED_CHARS = 4096
@@ -48,11 +48,15 @@ class SearchParams:
         return bool(self.filter or self.facets or self.sort)
 
     @cached_property
+    def text(self) -> str:
+        """The query as it is encoded and cached: NFKC, casefolded, whitespace collapsed."""
+        return " ".join(unicodedata.normalize("NFKC", self.q).casefold().split())
+
+    @cached_property
     def normalized(self) -> str:
-        """The cache identity of the query: NFKC, casefolded, whitespace collapsed, plus
-        whether the last word is completed (so "cat" and "cat " stay apart)."""
-        text = " ".join(unicodedata.normalize("NFKC", self.q).casefold().split())
-        key = f"{text}\x00{int(self.prefix)}"
+        """The cache identity of the query: its `text`, plus whether the last word is
+        completed (so "cat" and "cat " stay apart)."""
+        key = f"{self.text}\x00{int(self.prefix)}"
         if self.structured:  # canonical forms: equivalent expressions share an entry
             key += f"\x00{self.filter}\x00{','.join(self.facets)}\x00{self.sort}"
         return key
@@ -120,6 +124,13 @@ def parse_search(query_string: bytes, settings: Settings) -> SearchParams:
         if name in seen:
             raise _bad("repeated_parameter", f"parameter {name!r} is given more than once")
         seen[name] = value
+    return search_params(seen, settings)
+
+
+def search_params(seen: Mapping[str, str], settings: Settings) -> SearchParams:
+    """The parameters from their decoded values, keyed by names in `ALLOWED`: what a query
+    string gave, or the flags of `progsearch search`. `ApiError` names what is wrong; the
+    structured part is checked against the index by `Engine.check`."""
     for name in ("filter", "facets", "sort"):
         if len(seen.get(name, "")) > MAX_STRUCTURED_CHARS:
             raise _bad("invalid_query", f"{name} is longer than {MAX_STRUCTURED_CHARS} characters")

@@ -225,7 +225,7 @@ class Searcher:
     async def vector(self, params: SearchParams, looked_up: bool = False) -> F32:
         """The query vector: from the cache, else encoded once however many ask at a time.
         `looked_up`: the caller's `lookup` already missed it in the cache."""
-        text = params.normalized.split("\x00", 1)[0]
+        text = params.text
         key = self.key(EMBEDDING, params)
         if not looked_up:
             value = (await self.lookup([EMBEDDING], params)).get(EMBEDDING)

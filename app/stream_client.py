@@ -10,12 +10,16 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 import httpx
 from httpx_sse import connect_sse
 
-__all__ = ["query"]
+from app.cli_format import facet_lines, fields_text, structured_text
+from index.core.errors import ProgsearchError
+
+__all__ = ["query", "refusal"]
 
 RECONNECT_SECONDS = 1.0
 
@@ -27,7 +31,14 @@ def _print_phase(out: TextIO, name: str, data: dict[str, Any], elapsed_ms: float
               f"{elapsed_ms:.1f} ms since the request{cached}\n")
     if data.get("corrected_query"):
         out.write(f"   showing results for: {data['corrected_query']}\n")
+    echo = structured_text(data)
+    if echo:
+        out.write(f"   {echo}\n")
     _print_hits(out, data["hits"], moves=name != "keyword")
+    if data.get("facets"):
+        out.write("   facets\n")
+        for line in facet_lines(data["facets"]):
+            out.write(f"     {line}\n")
 
 
 def _print_hits(out: TextIO, hits: list[dict[str, Any]], moves: bool) -> None:
@@ -35,6 +46,8 @@ def _print_hits(out: TextIO, hits: list[dict[str, Any]], moves: bool) -> None:
         prev = hit.get("previous_rank")
         move = "" if not moves else (" (new)" if prev is None else f" (was {prev})")
         out.write(f"   {hit['rank']:>2}. {hit['title'] or hit['id']}  [{hit['score']:.3f}]{move}\n")
+        if "fields" in hit:
+            out.write(f"       {fields_text(hit['fields'])}\n")
         if hit.get("highlight"):
             out.write(f"       {hit['highlight']}\n")
 
@@ -48,13 +61,29 @@ def _print_update(out: TextIO, data: dict[str, Any]) -> None:
     _print_hits(out, data["hits"], moves=True)
 
 
+def refusal(response: httpx.Response) -> ProgsearchError:
+    """A server's refusal as the command line reports it: a 4xx's own message (what a bad
+    filter's 400 says, position included), else the status with it."""
+    try:
+        message = str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        message = " ".join(response.text.split())[:200]
+    if 400 <= response.status_code < 500:
+        return ProgsearchError(message)
+    return ProgsearchError(f"the server answered {response.status_code}: {message}")
+
+
 def query(url: str, q: str, *, k: int = 10, as_json: bool = False, timeout: float = 30.0,
-          follow: bool = False, out: TextIO = sys.stdout) -> int:
-    """Stream one search from a running server; returns 0, or 1 when a phase failed. With
-    `follow`, print updates until interrupted (or the server refuses the follow)."""
+          params: Mapping[str, str] | None = None, follow: bool = False,
+          out: TextIO | None = None) -> int:
+    """Stream one search from a running server; returns 0, or 1 when a phase failed.
+    `params`: more query parameters (`filter`, `facets`, `sort`). A refused request is a
+    `ProgsearchError` with the server's message. With `follow`, print updates until
+    interrupted, reconnecting with the last event's id when the stream ends."""
+    out = out or sys.stdout
     failed = False
     start = time.perf_counter()
-    params: dict[str, Any] = {"q": q, "k": k, **({"follow": 1} if follow else {})}
+    given: dict[str, Any] = {"q": q, "k": k, **(params or {}), **({"follow": 1} if follow else {})}
     last_id = ""
     # A follow waits for updates as long as it takes: no read timeout (pings keep it alive).
     limits = httpx.Timeout(timeout, read=None if follow else timeout)
@@ -63,12 +92,10 @@ def query(url: str, q: str, *, k: int = 10, as_json: bool = False, timeout: floa
             headers = {"Last-Event-ID": last_id} if last_id else {}
             try:
                 with connect_sse(client, "GET", url.rstrip("/") + "/search/stream",
-                                 params=params, headers=headers) as source:
+                                 params=given, headers=headers) as source:
                     if source.response.status_code != 200:
                         source.response.read()
-                        out.write(f"error {source.response.status_code}: "
-                                  f"{source.response.text}\n")
-                        return 1
+                        raise refusal(source.response)
                     for event in source.iter_sse():
                         last_id = event.id or last_id
                         failed = _print_event(out, event.event, event.id, event.data, start,

@@ -1,12 +1,16 @@
 // progsearch demo page: search as you type over the SSE stream (protocol version 1).
 // Each keystroke (debounced) opens an EventSource and closes the previous one; events of an
 // older query are ignored. The list re-orders with a FLIP animation when a better phase
-// arrives, reusing each result's element so nothing flickers.
+// arrives, reusing each result's element so nothing flickers. The sidebar's facets, the price
+// range and the sort (their state and filter expression: filters.js) go with every request,
+// and the whole state lives in the page's URL, so a reload or a shared link shows the same.
 "use strict";
 
 (() => {
   const DEBOUNCE_MS = 120;
   const K = 10;
+  const PRICE_DEBOUNCE_MS = 300;
+  const F = ProgsearchFilters;
   const PHASES = ["keyword", "semantic", "enhanced"];
   const WARMING = "Meaning-based results are still warming up; keyword results are shown.";
 
@@ -15,6 +19,17 @@
   const list = document.getElementById("results");
   const status = document.getElementById("status");
   const corrected = document.getElementById("corrected");
+  const empty = document.getElementById("empty");
+  const chipBox = document.getElementById("chips");
+  const chipList = chipBox.querySelector("ul");
+  const sortSelect = document.getElementById("sort");
+  const priceMin = document.getElementById("price-min");
+  const priceMax = document.getElementById("price-max");
+  const sidebar = document.getElementById("filters");
+  const toggle = document.getElementById("filters-toggle");
+  const facetLists = new Map(
+    [...document.querySelectorAll(".facet")].map((el) => [el.dataset.field, el.querySelector(".values")]),
+  );
   const badges = new Map(
     [...document.querySelectorAll(".phase")].map((el) => [el.dataset.phase, el]),
   );
@@ -22,7 +37,11 @@
   let source = null;
   let generation = 0;
   let timer = 0;
+  let priceTimer = 0;
+  let counting = null; // AbortController of the current searches' facet counts
+  let state = F.fromParams(new URLSearchParams(location.search));
   const nodes = new Map(); // result id -> <li>
+  const counts = new Map(); // facet field -> its latest {matched, values, min, max}
 
   const escapeHtml = (text) =>
     text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
@@ -61,6 +80,20 @@
     }
   }
 
+  // Brand, price and rating of a product, those it has.
+  function meta(fields) {
+    if (!fields) return "";
+    const parts = [];
+    if (typeof fields.brand === "string") parts.push(`<span class="brand">${escapeHtml(fields.brand)}</span>`);
+    if (typeof fields.price === "number") {
+      parts.push(`<span class="price" data-price="${fields.price}">${fields.price.toFixed(2)}</span>`);
+    }
+    if (typeof fields.rating === "number") {
+      parts.push(`<span class="rating" data-rating="${fields.rating}" aria-label="rated ${fields.rating} of 5">★ ${fields.rating.toFixed(1)}</span>`);
+    }
+    return parts.length ? `<p class="meta">${parts.join("")}</p>` : "";
+  }
+
   function moveLabel(phase, hit) {
     if (phase === "keyword") return null;
     if (hit.previous_rank === null || hit.previous_rank === undefined) return ["new", "new"];
@@ -73,9 +106,9 @@
   function fill(li, phase, hit) {
     const move = moveLabel(phase, hit);
     li.innerHTML =
-      `<h2>${escapeHtml(hit.title || hit.id)}</h2><p></p>` +
+      `<h2>${escapeHtml(hit.title || hit.id)}</h2>${meta(hit.fields)}<p></p>` +
       (move ? `<span class="move ${move[0]}" title="rank ${hit.previous_rank ?? "new"} → ${hit.rank}">${move[1]}</span>` : "");
-    const body = li.querySelector("p");
+    const body = li.querySelector("p:not(.meta)");
     if (hit.highlight) body.replaceChildren(...markedNodes(hit.highlight));
     else body.textContent = hit.snippet || "";
     li.dataset.rank = hit.rank;
@@ -130,11 +163,23 @@
     }
   }
 
-  async function explainFailure(query) {
+  // The API's parameters for the current state: the query, the filter expression, the sort
+  // and the facets to count; `except` leaves out one field's condition (see facet counts).
+  function apiParams(k, facets, except = null) {
+    const params = new URLSearchParams({ q: state.q, k: String(k) });
+    const filter = F.expression(state, except);
+    if (filter) params.set("filter", filter);
+    const sort = F.sortParam(state);
+    if (sort) params.set("sort", sort);
+    if (facets.length) params.set("facets", facets.join(","));
+    return params;
+  }
+
+  async function explainFailure(params) {
     // An EventSource does not expose the status or body of a refused request: ask the JSON
     // endpoint, which answers bad input with the same error.
     try {
-      const r = await fetch(`/search?q=${encodeURIComponent(query)}&k=${K}`);
+      const r = await fetch(`/search?${params}`);
       if (!r.ok) {
         const body = await r.json();
         return body.error && body.error.message ? body.error.message : `error ${r.status}`;
@@ -145,22 +190,173 @@
     }
   }
 
-  function search(query) {
+  // ---- URL state -------------------------------------------------------------------------
+  function writeUrl() {
+    const params = F.toParams(state).toString();
+    history.replaceState(null, "", params ? `${location.pathname}?${params}` : location.pathname);
+  }
+
+  // ---- facets ----------------------------------------------------------------------------
+  const valueLabel = (field, value) =>
+    field === "in_stock" ? (value ? "In stock" : "Out of stock") : String(value);
+
+  // One checkbox per counted value, and per ticked value even when its count fell to 0. Each
+  // value keeps its element, so a focused checkbox stays focused while counts change.
+  function renderFacet(field) {
+    const ul = facetLists.get(field);
+    const data = counts.get(field);
+    const ticked = state.terms[field];
+    const rows = data ? data.values.map(([value, n]) => [value, n]) : [];
+    for (const value of ticked) {
+      if (!rows.some(([v]) => v === value)) rows.push([value, 0]);
+    }
+    const focused = document.activeElement;
+    const old = new Map([...ul.children].map((li) => [li.dataset.key, li]));
+    const keep = [];
+    for (const [value, n] of rows) {
+      const key = JSON.stringify(value);
+      let li = old.get(key);
+      if (!li) {
+        li = document.createElement("li");
+        li.dataset.key = key;
+        const label = document.createElement("label");
+        const box = document.createElement("input");
+        box.type = "checkbox";
+        box.addEventListener("change", () => update(F.withTerm(state, field, value, box.checked)));
+        const name = document.createElement("span");
+        name.className = "value";
+        name.textContent = valueLabel(field, value);
+        const count = document.createElement("span");
+        count.className = "n";
+        label.append(box, name, count);
+        li.append(label);
+      }
+      li.querySelector("input").checked = ticked.includes(value);
+      li.querySelector(".n").textContent = String(n);
+      li.classList.toggle("zero", n === 0);
+      keep.push(li);
+    }
+    ul.replaceChildren(...keep);
+    if (focused && focused.isConnected && document.activeElement !== focused) focused.focus();
+  }
+
+  function renderFacets() {
+    F.TERM_FIELDS.forEach((spec) => renderFacet(spec.field));
+    const price = counts.get("price");
+    if (price && price.min !== null && price.max !== null) {
+      priceMin.placeholder = String(Math.floor(price.min));
+      priceMax.placeholder = String(Math.ceil(price.max));
+    }
+  }
+
+  // Counts of a field are taken with every condition but the field's own: its other values
+  // then say how many products ticking them would add. Fields with nothing ticked get theirs
+  // from the stream's keyword event; each field with ticked values, and the sidebar before any
+  // query, from the JSON endpoint (k=1: only the counts are wanted).
+  function fetchCounts(gen, browsing) {
+    if (counting) counting.abort();
+    counting = new AbortController();
+    const { signal } = counting;
+    const jobs = browsing
+      ? [[F.FACETS, null]]
+      : F.TERM_FIELDS.filter((spec) => state.terms[spec.field].length).map((spec) => [[spec.field], spec.field]);
+    for (const [fields, except] of jobs) {
+      const params = apiParams(1, fields, except);
+      // An empty q needs a filter or a sort to list anything; a sort changes no count.
+      if (!state.q.trim() && !params.has("filter") && !params.has("sort")) params.set("sort", "price:asc");
+      fetch(`/search?${params}`, { signal })
+        .then((r) => (r.ok ? r.json() : null))
+        .then((body) => {
+          if (!body || gen !== generation || !body.facets) return;
+          for (const field of fields) if (body.facets[field]) counts.set(field, body.facets[field]);
+          renderFacets();
+        })
+        .catch(() => {}); // aborted by a newer search, or the stream reports the failure
+    }
+  }
+
+  function streamCounts(facets) {
+    if (!facets) return;
+    for (const [field, data] of Object.entries(facets)) {
+      if (!state.terms[field] || !state.terms[field].length) counts.set(field, data);
+    }
+    renderFacets();
+  }
+
+  // ---- chips, sort, price ----------------------------------------------------------------
+  function renderChips(focusIndex = -1) {
+    const chips = F.chips(state);
+    chipList.replaceChildren(
+      ...chips.map((chip) => {
+        const li = document.createElement("li");
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "chip";
+        button.dataset.key = chip.key;
+        button.setAttribute("aria-label", `Remove filter ${chip.label}`);
+        button.append(chip.label, Object.assign(document.createElement("span"), { textContent: "×", ariaHidden: "true" }));
+        button.addEventListener("click", () => {
+          update(chip.without());
+          renderChips(Math.min(chips.indexOf(chip), chips.length - 2));
+        });
+        li.append(button);
+        return li;
+      }),
+    );
+    chipBox.hidden = chips.length === 0;
+    toggle.querySelector(".n").textContent = chips.length ? `(${chips.length})` : "";
+    if (focusIndex >= 0 && chipList.children[focusIndex]) chipList.children[focusIndex].querySelector("button").focus();
+    else if (focusIndex >= -1 && document.activeElement === document.body) input.focus();
+  }
+
+  function syncControls() {
+    input.value = state.q;
+    sortSelect.value = state.sort;
+    const shown = (v) => (v === null ? "" : String(v));
+    if (F.parseNumber(priceMin.value) !== state.price.min) priceMin.value = shown(state.price.min);
+    if (F.parseNumber(priceMax.value) !== state.price.max) priceMax.value = shown(state.price.max);
+  }
+
+  // Every change of the filters goes through here: state, controls, URL, chips, search.
+  function update(next, { now = true } = {}) {
+    state = next;
+    syncControls();
+    writeUrl();
+    renderChips(-2);
+    renderFacets();
+    if (now) {
+      clearTimeout(timer);
+      search();
+    }
+  }
+
+  function showEmpty(hits) {
+    empty.hidden = !(hits.length === 0 && F.active(state));
+  }
+
+  function search() {
     generation += 1;
     const gen = generation;
+    const query = state.q;
     if (source) {
       source.close();
       source = null;
     }
-    if (!query.trim()) {
+    const params = apiParams(K, F.FACETS);
+    const browsing = !query.trim() && !params.has("filter") && !params.has("sort");
+    fetchCounts(gen, browsing);
+    // aria-busy: the list is still changing (the stream has not ended).
+    list.setAttribute("aria-busy", String(!browsing));
+    if (browsing) {
       render("keyword", []);
       corrected.hidden = true;
+      empty.hidden = true;
       setStatus("");
       PHASES.forEach((p) => setBadge(p, "", "–"));
       return;
     }
     PHASES.forEach((p) => setBadge(p, "pending", "…"));
-    const es = new EventSource(`/search/stream?q=${encodeURIComponent(query)}&k=${K}`);
+    const es = new EventSource(`/search/stream?${params}`);
     source = es;
     const current = () => gen === generation;
     let sawEvent = false;
@@ -171,9 +367,18 @@
       if (data.query !== query) return;
       sawEvent = true;
       setBadge(phase, "done", ms(data.took_ms));
-      if (phase === "keyword") showCorrection(data);
+      if (phase === "keyword") {
+        showCorrection(data);
+        streamCounts(data.facets);
+      }
+      // With no words (browsing by filter or sort) there is no meaning to rank by: the later
+      // phases bring no hits, and the keyword phase's list stays.
+      if (phase !== "keyword" && !query.trim()) return;
       render(phase, data.hits);
-      if (phase === "keyword") setStatus(data.hits.length ? "" : `No results for “${query}”.`);
+      showEmpty(data.hits);
+      if (phase === "keyword") {
+        setStatus(data.hits.length || F.active(state) ? "" : `No results for “${query}”.`);
+      }
     };
     PHASES.forEach((p) => es.addEventListener(p, onPhase(p)));
 
@@ -189,8 +394,9 @@
       }
       if (es.readyState === EventSource.CLOSED || !sawEvent) {
         es.close();
-        const message = await explainFailure(query);
+        const message = await explainFailure(params);
         if (current()) {
+          list.setAttribute("aria-busy", "false");
           setStatus(message, true);
           PHASES.forEach((p) => {
             if (badges.get(p).classList.contains("pending")) setBadge(p, "failed", "–");
@@ -204,6 +410,7 @@
     es.addEventListener("done", (ev) => {
       if (!current()) return;
       es.close();
+      list.setAttribute("aria-busy", "false");
       const done = JSON.parse(ev.data);
       PHASES.forEach((p) => {
         if (!(p in done.phases) && !done.errors.includes(p)) setBadge(p, "skipped", "n/a");
@@ -213,13 +420,46 @@
   }
 
   input.addEventListener("input", () => {
+    state = { ...state, q: input.value };
+    writeUrl();
     clearTimeout(timer);
-    timer = setTimeout(() => search(input.value), DEBOUNCE_MS);
+    timer = setTimeout(search, DEBOUNCE_MS);
   });
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
     clearTimeout(timer);
-    search(input.value);
+    search();
+  });
+
+  for (const [key, option] of Object.entries(F.SORTS)) sortSelect.add(new Option(option.label, key));
+  sortSelect.addEventListener("change", () => update({ ...state, sort: sortSelect.value }));
+
+  const onPrice = () => {
+    clearTimeout(priceTimer);
+    priceTimer = setTimeout(() => {
+      const price = { min: F.parseNumber(priceMin.value), max: F.parseNumber(priceMax.value) };
+      if (price.min !== state.price.min || price.max !== state.price.max) update({ ...state, price });
+    }, PRICE_DEBOUNCE_MS);
+  };
+  priceMin.addEventListener("input", onPrice);
+  priceMax.addEventListener("input", onPrice);
+
+  const clearFilters = () => update(F.cleared(state));
+  document.getElementById("clear-all").addEventListener("click", () => {
+    clearFilters();
+    input.focus();
+  });
+  document.getElementById("clear-filters").addEventListener("click", () => {
+    clearFilters();
+    input.focus();
+  });
+
+  // Phone width: the sidebar folds behind the "Filters" button (style.css hides the button
+  // where there is room for both).
+  toggle.addEventListener("click", () => {
+    const open = toggle.getAttribute("aria-expanded") !== "true";
+    toggle.setAttribute("aria-expanded", String(open));
+    sidebar.classList.toggle("open", open);
   });
 
   // Keyboard: ↓ from the box enters the list, ↑/↓ move in it, Esc goes back to the box.
@@ -243,9 +483,6 @@
     }
   });
 
-  const initial = new URLSearchParams(location.search).get("q");
-  if (initial) {
-    input.value = initial;
-    search(initial);
-  }
+  // The state of the URL (a reload, a shared link) is the state the page starts in.
+  update(state);
 })();

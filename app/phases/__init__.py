@@ -6,6 +6,8 @@
     semantic.py   SemanticPhase    seq 2, needs the query vector
     enhanced.py   EnhancedPhase    seq 3, needs the vector and passages, runs through Jobs
     registry.py   Registry, PHASES; `done` is the last phase's seq + 1
+    bare.py       the phases on bare rankers (`rank`): `progsearch search` and `eval`
+    local.py      `compute` in this process, no cache or deadline: `search` with a filter
 """
 
 from __future__ import annotations

@@ -179,4 +179,7 @@ def test_query_command_prints_each_phase(server: ServerProcess) -> None:
         [sys.executable, "-m", "app.cli", "query", server.url, "", "-k", "3"],
         capture_output=True, text=True, timeout=120,
     )
-    assert refused.returncode == 1 and "empty_query" in refused.stdout
+    # A refusal is the server's message on one line of stderr, as `search` reports its own.
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.startswith("progsearch: error: q is required")
+    assert len(refused.stderr.splitlines()) == 1

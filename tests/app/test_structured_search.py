@@ -103,6 +103,19 @@ def test_browsing_with_a_filter_and_no_query(client: TestClient) -> None:
     assert [h["id"] for h in data["hits"]] == [p["id"] for p in camping[:5]]
 
 
+@pytest.mark.parametrize("extra", [{"facets": "category,price"}, {"filter": "price > 1"},
+                                   {"sort": "price:asc"}])
+def test_unknown_words_with_structured_parameters_match_nothing(
+        client: TestClient, extra: dict[str, str]) -> None:
+    """A query whose words are all unknown is not an empty query: it matches nothing, with a
+    filter, facets or a sort as without (it used to browse the whole index)."""
+    data = client.get("/search", params={"q": "zzzqqqx ", "k": 5, **extra}).json()
+    assert data["unknown"] == ["zzzqqqx"]
+    assert data["hits"] == []
+    for facet in (data.get("facets") or {}).values():
+        assert facet == {"matched": 0, "values": [], "min": None, "max": None}
+
+
 @pytest.mark.parametrize(
     ("params", "needle"),
     [
