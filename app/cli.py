@@ -136,6 +136,8 @@ def _parser() -> argparse.ArgumentParser:
     qu.add_argument("query")
     qu.add_argument("-k", type=int, default=10)
     qu.add_argument("--json", action="store_true", help="one JSON object per event")
+    qu.add_argument("--follow", action="store_true",
+                    help="stay open after done and print updates as writes change the results")
     _structured_flags(qu)
 
     pc = sub.add_parser("precompute",
@@ -396,7 +398,8 @@ def _query(args: argparse.Namespace) -> int:
     structured = {name: value for name in ("filter", "facets", "sort")
                   if (value := getattr(args, name)) is not None}
     try:
-        return query(args.url, args.query, k=args.k, as_json=args.json, params=structured)
+        return query(args.url, args.query, k=args.k, as_json=args.json, params=structured,
+                     follow=args.follow)
     except httpx.HTTPError as exc:
         raise ProgsearchError(f"cannot reach {args.url}: {exc}") from exc
 

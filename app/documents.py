@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,12 +50,15 @@ class Writer:
     log: DeltaLog
     jobs: Jobs
     settings: Settings
+    announce: Callable[[int], Awaitable[None]] | None = None
+    """Told each write's seq once it is applied here (the follow hub)."""
 
     @classmethod
-    def make(cls, engine: Engine, jobs: Jobs, settings: Settings) -> Writer | None:
+    def make(cls, engine: Engine, jobs: Jobs, settings: Settings,
+             announce: Callable[[int], Awaitable[None]] | None = None) -> Writer | None:
         if engine.source is None:
             return None
-        return cls(engine, engine.source.log, jobs, settings)
+        return cls(engine, engine.source.log, jobs, settings, announce)
 
     def check_backlog(self) -> None:
         """Refuse writes while more documents wait for their vectors than the setting allows:
@@ -75,9 +79,12 @@ class Writer:
         """Documents written and still waiting for their vectors (and the index has vectors)."""
         return self.engine.snapshot.has_vectors and bool(self.log.pending_embeddings(1))
 
-    async def after_write(self) -> None:
-        """Apply the write here, then schedule its embedding (and a compaction when due)."""
+    async def after_write(self, seq: int) -> None:
+        """Apply the write here, announce it (follows), then schedule its embedding (and a
+        compaction when due)."""
         await anyio.to_thread.run_sync(self.engine.refresh)
+        if self.announce is not None:
+            await self.announce(seq)
         await self.jobs.index_work()
 
 
@@ -157,7 +164,7 @@ async def post_documents(request: Request) -> Response:
     writer.check_backlog()
     await _check_broker(writer)
     seq = await anyio.to_thread.run_sync(writer.log.append, docs)
-    await writer.after_write()
+    await writer.after_write(seq)
     return JSONResponse(
         {"written": len(docs), "seq": seq, "index_version": writer.engine.version},
         status_code=201 if len(docs) == 1 else 200,
@@ -181,7 +188,7 @@ async def delete_document(request: Request) -> Response:
         raise ApiError(404, "not_found", f"no document with id {doc_id!r}")
     await _check_broker(writer)
     seq = await anyio.to_thread.run_sync(writer.log.delete, [doc_id])
-    await writer.after_write()
+    await writer.after_write(seq)
     return JSONResponse({"deleted": doc_id, "seq": seq, "index_version": writer.engine.version})
 
 

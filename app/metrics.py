@@ -42,6 +42,12 @@ class Metrics:
         self.open_streams = Gauge(
             "progsearch_open_streams", "SSE streams currently open", registry=r
         )
+        self.open_follows = Gauge(
+            "progsearch_open_follows", "Follow streams currently open", registry=r
+        )
+        self.follow_updates = Counter(
+            "progsearch_follow_updates", "Update events sent to follow streams", registry=r
+        )
         self.errors = Counter(
             "progsearch_errors", "Errors returned to clients, by code", ["code"], registry=r
         )

@@ -21,7 +21,7 @@ from rankers.keyword import wants_prefix
 
 __all__ = ["SearchParams", "parse_search", "search_params"]
 
-ALLOWED = frozenset({"q", "k", "prefix", "filter", "facets", "sort"})
+ALLOWED = frozenset({"q", "k", "prefix", "filter", "facets", "sort", "follow"})
 MAX_STRUCTURED_CHARS = 4096
 """Longest `filter`, `facets` or `sort` (the filter language has its own, finer limits)."""
 # C0/C1 control characters other than tab, newline and carriage return mark binary junk.
@@ -39,6 +39,8 @@ class SearchParams:
     """A filter expression (`rankers.filter_parse`), canonical once the engine checked it."""
     facets: tuple[str, ...] = ()
     sort: str = ""
+    follow: bool = False
+    """Keep the stream open after `done` and send updates (not part of the cache identity)."""
 
     @property
     def structured(self) -> bool:
@@ -150,5 +152,6 @@ def search_params(seen: Mapping[str, str], settings: Settings) -> SearchParams:
     if "prefix" in seen:
         prefix = prefix and _int("prefix", seen["prefix"], 0, 1) == 1
     facets = tuple(f.strip() for f in seen.get("facets", "").split(",") if f.strip())
+    follow = _int("follow", seen["follow"], 0, 1) == 1 if "follow" in seen else False
     return SearchParams(q, k, prefix, seen.get("filter", "").strip(), facets,
-                        seen.get("sort", "").strip())
+                        seen.get("sort", "").strip(), follow)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import anyio
 from sse_starlette import ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -14,8 +15,11 @@ from starlette.staticfiles import StaticFiles
 
 from app.documents import delete_document, get_document, post_documents
 from app.engine import Engine, SemanticState
+from app.errors import ApiError
+from app.follow_hub import FollowHub
+from app.follow_stream import follow_events, lookup_resume
 from app.metrics import CONTENT_TYPE_LATEST, Metrics
-from app.params import parse_search
+from app.params import SearchParams, parse_search
 from app.phases import Capabilities
 from app.search import PhaseError, Searcher
 from app.settings import Settings
@@ -44,6 +48,8 @@ async def search(request: Request) -> Response:
     engine, searcher, metrics, settings = _state(request)
     metrics.requests.labels("search").inc()
     params = parse_search(request.scope["query_string"], settings)
+    if params.follow:
+        raise ApiError(400, "invalid_follow", "follow=1 is for GET /search/stream only")
     await engine.refresh_async()
     params = engine.check(params)  # filter, facets, sort: 400 before any answer
     searcher.log_query(params)
@@ -65,7 +71,10 @@ async def search_stream(request: Request) -> Response:
     params = parse_search(request.scope["query_string"], settings)
     await engine.refresh_async()
     params = engine.check(params)  # filter, facets, sort: 400 before any answer
-    seen = resume_after(request.headers.get("last-event-id"), engine.version, searcher.phases)
+    last_id = request.headers.get("last-event-id")
+    if params.follow:
+        return await _follow_stream(request, params, last_id)
+    seen = resume_after(last_id, engine.version, searcher.phases)
     if seen >= searcher.phases.done:
         return Response(status_code=204)
 
@@ -77,12 +86,54 @@ async def search_stream(request: Request) -> Response:
         finally:
             metrics.open_streams.dec()
 
+    return _stream(events(), metrics, settings)
+
+
+async def _follow_stream(request: Request, params: SearchParams, last_id: str | None
+                         ) -> Response:
+    """A stream that stays open after `done` (`app.follow_stream`): resumed from a stored
+    state, or from the phases the client has not seen."""
+    engine, searcher, metrics, settings = _state(request)
+    hub: FollowHub | None = request.state.follows
+    if hub is None:
+        raise ApiError(409, "read_only", "this server serves a snapshot folder, not an index "
+                       "root: its results never change, so there is nothing to follow")
+    resume = await lookup_resume(searcher, params, last_id)
+    seen = 0
+    version = engine.version
+    if resume is not None:
+        version = resume.version
+    else:  # the phases not seen yet; an id at or past `done` whose state expired: all again
+        seen = resume_after(last_id, version, searcher.phases)
+        seen = 0 if seen >= searcher.phases.done else seen
+    client = request.client.host if request.client is not None else ""
+    follow = hub.open(params, client, version)  # 429 before any byte of the stream
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        metrics.open_streams.inc()
+        try:
+            async for event in follow_events(searcher, hub, follow, seen, resume,
+                                             settings.retry_ms, settings.follow_lifetime):
+                yield event
+        finally:
+            metrics.open_streams.dec()
+            hub.close(follow)
+
+    # On shutdown sse-starlette "sets" this: the follow ends, and its stream finishes cleanly
+    # within the grace period instead of being cancelled mid-response.
+    farewell = cast(anyio.Event, follow.farewell)
+    return _stream(events(), metrics, settings, farewell, settings.shutdown_grace)
+
+
+def _stream(events: AsyncIterator[ServerSentEvent], metrics: Metrics, settings: Settings,
+            shutdown: anyio.Event | None = None, grace: float = 0) -> Response:
     return PhaseStream(
-        events(),
+        events,
         metrics=metrics,
         ping=settings.ping_seconds,
         send_timeout=settings.send_timeout,
-        shutdown_grace_period=0,
+        shutdown_event=shutdown,
+        shutdown_grace_period=grace,
         headers={"Cache-Control": "no-store"},
     )
 
@@ -105,6 +156,9 @@ async def readyz(request: Request) -> Response:
     }
     if status.state != SemanticState.READY and status.error:
         body["semantic_error"] = status.error
+    hub: FollowHub | None = request.state.follows
+    if hub is not None:
+        body["follows"] = {"open": len(hub), "announcements": hub.announcements}
     return JSONResponse(body)
 
 

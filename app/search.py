@@ -138,6 +138,10 @@ class Searcher:
     def _store(self, key: str, payload: dict[str, Any]) -> None:
         self._background(self.cache.set(key, orjson.dumps(payload)))
 
+    def remember(self, key: str, value: bytes) -> None:
+        """Write `value` to the cache under `key`, in the background."""
+        self._background(self.cache.set(key, value))
+
     def log_query(self, params: SearchParams) -> None:
         """Count the query in the query log (in the background), for precomputation."""
         self._background(self.cache.count(QUERY_LOG, params.log_member))

@@ -16,10 +16,12 @@ from typing import Any
 import anyio
 from starlette.applications import Starlette
 
+from app.announce import Announcer, channel_for
 from app.cache import make_cache
 from app.documents import Writer
 from app.engine import Engine, SemanticState
 from app.errors import exception_handlers
+from app.follow_hub import FollowHub
 from app.index_work import IndexWork
 from app.jobs import CeleryJobs, EmbeddedJobs, Jobs
 from app.metrics import Metrics
@@ -63,9 +65,14 @@ def create_app(settings: Settings, engine: Engine | None = None,
         jobs = make_jobs(settings, loaded)
         await jobs.start()
         searcher = Searcher(loaded, cache, metrics, settings, jobs, phases)
-        writer = Writer.make(loaded, jobs, settings)
+        follows, announcer = make_follows(settings, loaded, metrics)
+        writer = Writer.make(loaded, jobs, settings,
+                             follows.announce if follows is not None else None)
         warmer = asyncio.ensure_future(_precompute_when_ready(searcher, settings))
         sweeper = asyncio.ensure_future(_sweep(writer)) if writer is not None else None
+        matcher = asyncio.ensure_future(follows.run()) if follows is not None else None
+        listener = (asyncio.ensure_future(announcer.listen(follows.heard))
+                    if follows is not None and announcer is not None else None)
         log.info("serving %s (%d documents, version %s, cache %s, jobs %s)",
                  loaded.snapshot.folder, loaded.n_docs, loaded.version, cache.backend, jobs.mode)
         # A stream dropped for its frozen client ends with its response unfinished, by design
@@ -74,9 +81,11 @@ def create_app(settings: Settings, engine: Engine | None = None,
         logging.getLogger("uvicorn.error").addFilter(dropped)
         try:
             yield {"engine": loaded, "searcher": searcher, "metrics": metrics,
-                   "settings": settings, "writer": writer}
+                   "settings": settings, "writer": writer, "follows": follows}
         finally:
-            tasks = [t for t in (warmer, sweeper) if t is not None]
+            if follows is not None:
+                follows.close_all()
+            tasks = [t for t in (warmer, sweeper, matcher, listener) if t is not None]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -84,6 +93,8 @@ def create_app(settings: Settings, engine: Engine | None = None,
             await searcher.close()
             await jobs.close()
             await cache.close()
+            if announcer is not None:
+                await announcer.close()
 
     return Starlette(routes=routes, middleware=middleware(settings),
                      exception_handlers=exception_handlers, lifespan=lifespan)
@@ -126,6 +137,19 @@ async def _precompute_when_ready(searcher: Searcher, settings: Settings) -> None
                 log.exception("precomputing popular queries failed")
             done = version
         await asyncio.sleep(settings.precompute_interval)
+
+
+def make_follows(settings: Settings, engine: Engine, metrics: Metrics
+                 ) -> tuple[FollowHub | None, Announcer | None]:
+    """The follow hub of an index served live (None for a snapshot folder: nothing changes),
+    and the Redis announcer of writes between processes when Redis is configured."""
+    if engine.source is None:
+        return None, None
+    announcer = None
+    if settings.redis_url:
+        announcer = Announcer(settings.redis_url, channel_for(engine.source.root),
+                              timeout=settings.redis_timeout, backoff=settings.redis_backoff)
+    return FollowHub(engine, settings, metrics, announcer), announcer
 
 
 def make_jobs(settings: Settings, engine: Engine) -> Jobs:

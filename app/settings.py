@@ -79,6 +79,10 @@ class Settings:
     """Header names and values of one request, in all (4 bytes a line added); 431 beyond."""
     max_headers: int = 100
     """Headers of one request; 431 beyond."""
+    follow_lifetime: float = 3600.0
+    """Seconds a follow stream stays open; its client then reconnects and resumes."""
+    follow_per_client: int = 16
+    """Follow streams open at once per client address; 429 beyond."""
     header_timeout: float = 5.0
     """Seconds for a request's head to arrive, from the connection's opening (or the first
     byte of the next request on it); the connection is closed after a 408 past it."""
@@ -98,10 +102,11 @@ class Settings:
             ("max_pending", self.max_pending >= 0),
             ("max_header_bytes", self.max_header_bytes >= 1024),
             ("max_headers", self.max_headers >= 1),
+            ("follow_per_client", self.follow_per_client >= 1),
         ]
         for name in ("keyword_timeout", "semantic_timeout", "enhanced_timeout", "cache_ttl",
                      "redis_timeout", "send_timeout", "ping_seconds", "publish_timeout",
-                     "precompute_interval", "header_timeout"):
+                     "precompute_interval", "header_timeout", "follow_lifetime"):
             checks.append((name, getattr(self, name) > 0))
         for name, ok in checks:
             if not ok:
@@ -143,11 +148,12 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     **{n: int for n in ("max_query_chars", "max_k", "default_k", "encoder_threads",
                         "encoder_concurrency", "candidates", "cache_size", "retry_ms",
                         "cache_max_age", "embedded_threads", "precompute_top", "max_body_bytes",
-                        "compact_changes", "max_pending", "max_header_bytes", "max_headers")},
+                        "compact_changes", "max_pending", "max_header_bytes", "max_headers",
+                        "follow_per_client")},
     **{n: float for n in ("keyword_timeout", "semantic_timeout", "enhanced_timeout",
                           "cache_ttl", "redis_timeout", "redis_backoff", "send_timeout",
                           "ping_seconds", "shutdown_grace", "publish_timeout",
-                          "precompute_interval", "header_timeout")},
+                          "precompute_interval", "header_timeout", "follow_lifetime")},
 }
 
 

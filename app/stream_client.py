@@ -1,4 +1,9 @@
-"""`progsearch query URL "q"`: print each phase of a stream as it arrives, with its timing."""
+"""`progsearch query URL "q"`: print each phase of a stream as it arrives, with its timing.
+
+With `--follow` the stream stays open after `done` and each `update` is printed as it
+arrives; when the server ends the stream (its follow lifetime, a restart) the client
+reconnects with the last event's id, so it resumes without losing or repeating an update.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ from index.core.errors import ProgsearchError
 
 __all__ = ["query", "refusal"]
 
+RECONNECT_SECONDS = 1.0
+
 
 def _print_phase(out: TextIO, name: str, data: dict[str, Any], elapsed_ms: float) -> None:
     took = data.get("took_ms")
@@ -27,18 +34,31 @@ def _print_phase(out: TextIO, name: str, data: dict[str, Any], elapsed_ms: float
     echo = structured_text(data)
     if echo:
         out.write(f"   {echo}\n")
-    for hit in data["hits"]:
+    _print_hits(out, data["hits"], moves=name != "keyword")
+    if data.get("facets"):
+        out.write("   facets\n")
+        for line in facet_lines(data["facets"]):
+            out.write(f"     {line}\n")
+
+
+def _print_hits(out: TextIO, hits: list[dict[str, Any]], moves: bool) -> None:
+    for hit in hits:
         prev = hit.get("previous_rank")
-        move = "" if name == "keyword" else (" (new)" if prev is None else f" (was {prev})")
+        move = "" if not moves else (" (new)" if prev is None else f" (was {prev})")
         out.write(f"   {hit['rank']:>2}. {hit['title'] or hit['id']}  [{hit['score']:.3f}]{move}\n")
         if "fields" in hit:
             out.write(f"       {fields_text(hit['fields'])}\n")
         if hit.get("highlight"):
             out.write(f"       {hit['highlight']}\n")
-    if data.get("facets"):
-        out.write("   facets\n")
-        for line in facet_lines(data["facets"]):
-            out.write(f"     {line}\n")
+
+
+def _print_update(out: TextIO, data: dict[str, Any]) -> None:
+    parts = [f"+{', +'.join(data['added'])}" if data["added"] else "",
+             f"-{', -'.join(data['removed'])}" if data["removed"] else "",
+             f"~{', ~'.join(data['changed'])}" if data["changed"] else ""]
+    what = " ".join(p for p in parts if p) or "moved"
+    out.write(f"== update after write {data['seq']} ({data['phase']}): {what}\n")
+    _print_hits(out, data["hits"], moves=True)
 
 
 def refusal(response: httpx.Response) -> ProgsearchError:
@@ -54,34 +74,57 @@ def refusal(response: httpx.Response) -> ProgsearchError:
 
 
 def query(url: str, q: str, *, k: int = 10, as_json: bool = False, timeout: float = 30.0,
-          params: Mapping[str, str] | None = None, out: TextIO | None = None) -> int:
+          params: Mapping[str, str] | None = None, follow: bool = False,
+          out: TextIO | None = None) -> int:
     """Stream one search from a running server; returns 0, or 1 when a phase failed.
     `params`: more query parameters (`filter`, `facets`, `sort`). A refused request is a
-    `ProgsearchError` with the server's message."""
+    `ProgsearchError` with the server's message. With `follow`, print updates until
+    interrupted, reconnecting with the last event's id when the stream ends."""
     out = out or sys.stdout
     failed = False
     start = time.perf_counter()
-    with httpx.Client(timeout=timeout) as client, connect_sse(
-        client, "GET", url.rstrip("/") + "/search/stream",
-        params={"q": q, "k": k, **(params or {})},
-    ) as source:
-        if source.response.status_code != 200:
-            source.response.read()
-            raise refusal(source.response)
-        for event in source.iter_sse():
-            elapsed = (time.perf_counter() - start) * 1000
-            data = json.loads(event.data)
-            failed = failed or event.event == "error"
-            if as_json:
-                out.write(json.dumps({"event": event.event, "id": event.id,
-                                      "elapsed_ms": round(elapsed, 3), "data": data}) + "\n")
-            elif event.event == "error":
-                out.write(f"== {data['phase']} failed ({data['code']}): {data['message']}\n")
-            elif event.event == "done":
-                out.write(f"== done in {data['total_ms']} ms server, {elapsed:.1f} ms here\n")
-            else:
-                _print_phase(out, event.event, data, elapsed)
-            out.flush()
-            if event.event == "done":
-                break
-    return 1 if failed else 0
+    given: dict[str, Any] = {"q": q, "k": k, **(params or {}), **({"follow": 1} if follow else {})}
+    last_id = ""
+    # A follow waits for updates as long as it takes: no read timeout (pings keep it alive).
+    limits = httpx.Timeout(timeout, read=None if follow else timeout)
+    with httpx.Client(timeout=limits) as client:
+        while True:
+            headers = {"Last-Event-ID": last_id} if last_id else {}
+            try:
+                with connect_sse(client, "GET", url.rstrip("/") + "/search/stream",
+                                 params=given, headers=headers) as source:
+                    if source.response.status_code != 200:
+                        source.response.read()
+                        raise refusal(source.response)
+                    for event in source.iter_sse():
+                        last_id = event.id or last_id
+                        failed = _print_event(out, event.event, event.id, event.data, start,
+                                              as_json) or failed
+                        if event.event == "done" and not follow:
+                            return 1 if failed else 0
+            except httpx.TransportError:
+                if not follow or not last_id:
+                    raise
+            if not follow:
+                return 1 if failed else 0
+            time.sleep(RECONNECT_SECONDS)  # the stream ended: resume from the last id
+
+
+def _print_event(out: TextIO, name: str, event_id: str, raw: str, start: float,
+                 as_json: bool) -> bool:
+    """Print one event; whether it reports a failed phase."""
+    elapsed = (time.perf_counter() - start) * 1000
+    data = json.loads(raw)
+    if as_json:
+        out.write(json.dumps({"event": name, "id": event_id,
+                              "elapsed_ms": round(elapsed, 3), "data": data}) + "\n")
+    elif name == "error":
+        out.write(f"== {data['phase']} failed ({data['code']}): {data['message']}\n")
+    elif name == "done":
+        out.write(f"== done in {data['total_ms']} ms server, {elapsed:.1f} ms here\n")
+    elif name == "update":
+        _print_update(out, data)
+    else:
+        _print_phase(out, name, data, elapsed)
+    out.flush()
+    return name == "error"

@@ -1,0 +1,380 @@
+"""The open follows of one server process, and the matching of writes to them.
+
+`FollowHub.run` (a task of the lifespan) wakes on every write announced (this process's own,
+or another's over Redis, `app.announce`), or every `POLL_SECONDS` while Redis is down. It
+refreshes the engine's view of the delta log, reads the changes it has not matched yet, and
+on a thread asks the `rankers.percolate.Percolator` which follows they can change:
+
+- a follow sharing an analyzed term with a new document is re-run only when the document's
+  BM25 score for its query passes its current k-th score (`QueryWeights`), or when it is sorted
+  or lists every document (a filter or sort with no words);
+- a follow showing a rewritten or deleted id is re-run;
+- after a compaction (a new snapshot) every follow is re-run once.
+
+A re-run is the keyword phase itself (`Engine.keyword_state`, filter, sort and facets
+included), so an update ranks exactly as a new search would. When its ids differ from the
+follow's last ranking, or a shown document was rewritten, the ranking goes to the follow's
+slot (`app.follow.Follow.offer`). The hub never waits for a client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import anyio
+import numpy as np
+
+from app.announce import Announcer
+from app.engine import Engine, Rankers
+from app.errors import ApiError
+from app.follow import Follow, Ranked
+from app.metrics import Metrics
+from app.params import SearchParams
+from app.settings import Settings
+from index.core.types import F32, Document
+from index.delta import Change, DeltaTruncatedError
+from rankers.percolate import Percolator, QueryVectors, QueryWeights, term_scores
+
+__all__ = ["POLL_SECONDS", "FollowHub", "query_terms"]
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5
+"""How often the log is polled while write announcements are down."""
+CHECK_SECONDS = 0.2
+"""How often the hub looks for a change nobody announced while Redis is up: a compaction, or
+vectors stored by the index work (about 15 us a look)."""
+RANKED_PHASES = ("semantic", "enhanced")
+"""The phases besides the keyword one that a follow's updates can be ranked by."""
+UNARMED_SECONDS = 120.0
+"""A follow whose phases have not all been sent after this long is released."""
+
+
+def query_terms(rankers: Rankers, params: SearchParams) -> set[str]:
+    """The index terms a follow can ever match: its words as typed, stemmed, plus what the
+    plan searches for them now (corrections, completions)."""
+    analyzer = rankers.keyword.analyzer
+    terms = {token.term for token in analyzer.tokens(params.q)}
+    plan = rankers.keyword.plan(params.q, prefix=params.prefix, view=rankers.view())
+    terms.update(word for word, _ in plan.words)
+    return terms
+
+
+@dataclass(frozen=True)
+class _Write:
+    """What a batch of changes wrote: the new documents' terms, every id touched, and the
+    documents whose vectors were stored."""
+
+    terms: dict[str, frozenset[str]]
+    """Upserted id -> its document's index terms."""
+    ids: frozenset[str]
+    embedded: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, changes: list[Change], rankers: Rankers) -> _Write:
+        analyzer = rankers.keyword.analyzer
+        terms: dict[str, frozenset[str]] = {}
+        ids: set[str] = set()
+        embedded: set[str] = set()
+        for change in changes:
+            if change.op == "vectors":
+                embedded.add(change.id)
+                continue
+            ids.add(change.id)
+            terms.pop(change.id, None)
+            doc: Document | None = change.document
+            if change.op == "upsert" and doc is not None:
+                terms[change.id] = frozenset(analyzer.terms(f"{doc.title} {doc.text}"))
+        return cls(terms, frozenset(ids), frozenset(embedded))
+
+    @property
+    def all_terms(self) -> set[str]:
+        out: set[str] = set()
+        for terms in self.terms.values():
+            out |= terms
+        return out
+
+
+class FollowHub:
+    def __init__(self, engine: Engine, settings: Settings, metrics: Metrics,
+                 announcer: Announcer | None = None) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.metrics = metrics
+        self.announcer = announcer
+        self.percolator: Percolator[int] = Percolator()
+        self.vectors: QueryVectors[int] = QueryVectors()
+        self.weights: QueryWeights[int] = QueryWeights()
+        self._follows: dict[int, Follow] = {}
+        self._clients: Counter[str] = Counter()
+        self._next = 0
+        self._dirty: set[int] = set()
+        self._wake = asyncio.Event()
+        live = engine.rankers.live
+        self._seen = live.seq if live is not None else 0
+        self._snapshot = engine.snapshot.version
+        self._closed = False
+        self.matched = 0
+        """Follows re-run so far (benchmarks read it)."""
+
+    def __len__(self) -> int:
+        return len(self._follows)
+
+    def __iter__(self) -> Iterator[Follow]:
+        return iter(list(self._follows.values()))
+
+    @property
+    def announcements(self) -> str:
+        """How writes of other processes reach this one: `redis`, `down` (polling the log) or
+        `local` (no Redis configured: this process's writes only, and polling)."""
+        if self.announcer is None:
+            return "local"
+        return "redis" if self.announcer.up else "down"
+
+    # -- follows -------------------------------------------------------------------------
+    def open(self, params: SearchParams, client: str, stream_version: str) -> Follow:
+        """Reserve a follow for a stream about to start (429 past the per-client limit, so
+        the refusal comes before any byte of the stream); `arm` it once its phases are sent."""
+        limit = self.settings.follow_per_client
+        if self._closed:
+            raise ApiError(503, "shutting_down", "the server is shutting down")
+        if self._clients[client] >= limit:
+            raise ApiError(429, "too_many_follows",
+                           f"this client has {self._clients[client]} open follows (at most "
+                           f"{limit}); close one first", headers={"Retry-After": "5"})
+        self._next += 1
+        follow = Follow(self._next, params, client, stream_version, (), (), 0)
+        self._follows[follow.key] = follow
+        self._clients[client] += 1
+        self.metrics.open_follows.inc()
+        return follow
+
+    def arm(self, follow: Follow, ranked: tuple[str, ...], sent: tuple[str, ...],
+            last_n: int, phase: str = "keyword", vector: F32 | None = None) -> None:
+        """Start matching writes to a follow whose client shows `sent` and whose keyword
+        ranking was `ranked`. It is re-run once at once, so a write between its phases and
+        now is not missed (and sends nothing when the ranking is the same)."""
+        if follow.key not in self._follows:
+            return
+        follow.ranked, follow.sent, follow.shown, follow.last_n = ranked, sent, sent, last_n
+        follow.phase = phase if phase in RANKED_PHASES and vector is not None else "keyword"
+        follow.vector = vector if follow.phase != "keyword" else None
+        if follow.vector is not None:
+            self.vectors.add(follow.key, follow.vector)
+        follow.take()
+        rankers = self.engine.rankers
+        every = not rankers.keyword.analyzer.words(follow.params.q)
+        self.percolator.add(follow.key, query_terms(rankers, follow.params), every=every)
+        self.percolator.show(follow.key, {*ranked, *sent})
+        follow.armed = True
+        self._dirty.add(follow.key)
+        self._wake.set()
+
+    def close(self, follow: Follow) -> None:
+        if self._follows.pop(follow.key, None) is None:
+            return
+        self.percolator.remove(follow.key)
+        self.vectors.remove(follow.key)
+        self.weights.remove(follow.key)
+        self._dirty.discard(follow.key)
+        self._clients[follow.client] -= 1
+        if self._clients[follow.client] <= 0:
+            del self._clients[follow.client]
+        self.metrics.open_follows.dec()
+
+    async def announce(self, seq: int) -> None:
+        """This process wrote `seq`: match it here, and tell the other processes."""
+        self.heard(seq)
+        if self.announcer is not None:
+            await self.announcer.publish(seq)
+
+    def heard(self, seq: int | None = None) -> None:
+        """A write was announced (None: some may have been missed): match what is new."""
+        self._wake.set()
+
+    # -- matching ------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Match writes to follows until cancelled."""
+        while not self._closed:
+            polling = self.announcer is None or not self.announcer.up
+            with anyio.move_on_after(POLL_SECONDS if polling else CHECK_SECONDS):
+                await self._wake.wait()
+            woken = self._wake.is_set()
+            self._wake.clear()
+            if not woken and not self._behind():
+                continue
+            try:
+                await self.match_once()
+            except Exception:  # the next write tries again
+                log.exception("matching writes to follows failed")
+
+    def _behind(self) -> bool:
+        """Something changed that the follows were not matched with (about 15 us)."""
+        source = self.engine.source
+        if source is None:
+            return False
+        if source.stale() or self._dirty:
+            return True
+        rankers = self.engine.rankers
+        live = rankers.live
+        return (live is not None and live.seq > self._seen) or (
+            rankers.snapshot.version != self._snapshot)
+
+    async def match_once(self) -> None:
+        self._drop_unarmed()
+        rankers = await self.engine.refresh_async()
+        follows = {k: f for k, f in self._follows.items() if f.armed}
+        dirty, self._dirty = self._dirty, set()
+        offers = await anyio.to_thread.run_sync(self._match, rankers, follows, dirty)
+        for key, ranked in offers:
+            follow = self._follows.get(key)
+            if follow is None or not follow.armed:
+                continue
+            follow.kth, follow.words, follow.unplanned = ranked.kth, ranked.words, ranked.unplanned
+            follow.known = True
+            self.weights.weigh(key, ranked.words, ranked.kth)
+            follow.ranked = ranked.keyword_ids
+            if follow.vector is not None:
+                self.vectors.set_bar(key, ranked.bar)
+            self.percolator.show(key, {*ranked.keyword_ids, *ranked.ids})
+            if ranked.ids != follow.shown or ranked.rewritten:
+                follow.shown = ranked.ids
+                follow.offer(ranked)
+
+    def _match(self, rankers: Rankers, follows: dict[int, Follow], dirty: set[int]
+               ) -> list[tuple[int, Ranked]]:
+        live = rankers.live
+        seq = live.seq if live is not None else 0
+        rerun = {k for k in dirty if k in follows}
+        gated: set[int] = set()
+        write = _Write({}, frozenset())
+        if rankers.snapshot.version != self._snapshot:  # a compaction: re-run every follow
+            self._snapshot = rankers.snapshot.version
+            rerun = set(follows)
+        if seq > self._seen and self.engine.source is not None:
+            try:
+                changes = [c for c in self.engine.source.log.changes_since(self._seen)
+                           if c.seq <= seq]
+            except DeltaTruncatedError:  # folded into the new snapshot: re-run them all
+                changes, rerun = [], set(follows)
+            write = _Write.of(changes, rankers)
+            by_term, by_id = self.percolator.candidates(write.all_terms, write.ids)
+            rerun |= {k for k in by_id if k in follows}
+            gated = {k for k in by_term if k in follows} - rerun
+        self._seen = max(self._seen, seq)
+        rerun |= self._gate(rankers, {k: follows[k] for k in gated}, write)
+        rerun |= {k for k in self._near(rankers, write.embedded) if k in follows}
+        self.matched += len(rerun)
+        out = []
+        for key in rerun:
+            follow = follows[key]
+            ranked = self._rank(rankers, follow, seq)
+            rewritten = frozenset(set(write.terms) & set(follow.shown) & set(ranked.ids))
+            if rewritten:
+                ranked = replace(ranked, rewritten=rewritten)
+            out.append((key, ranked))
+        return out
+
+    def _gate(self, rankers: Rankers, follows: dict[int, Follow], write: _Write) -> set[int]:
+        """The follows sharing a term with a new document that it can enter: the documents are
+        scored exactly for every follow's query at once (each document term's BM25
+        contribution once, `term_scores`, then added into every follow holding the term,
+        `QueryWeights.entering`), against each follow's k-th score. A sorted or browsing
+        follow, or one whose query had words it could not search, is re-run whenever a term
+        is shared."""
+        live = rankers.live
+        view = rankers.view()
+        numbers = [live.lookup(doc_id) for doc_id in write.terms] if live is not None else []
+        docs = np.asarray([n for n in numbers if n is not None], dtype=np.int64)
+        if view is None:
+            return set(follows)
+        if docs.size == 0:
+            return set()
+        terms = write.all_terms
+        plain: dict[int, Follow] = {}
+        rerun: set[int] = set()
+        for key, follow in follows.items():
+            params = follow.params
+            if not follow.known or params.sort or not follow.words or follow.unplanned & terms:
+                rerun.add(key)
+            else:
+                plain[key] = follow
+        scores = term_scores(view, self.percolator.indexed(terms), docs)
+        entering = self.weights.entering(scores, int(docs.size))
+        rerun |= set(plain) & entering
+        return rerun
+
+    def _near(self, rankers: Rankers, embedded: frozenset[str]) -> set[int]:
+        """The follows ranked by a semantic phase that a newly embedded document can enter:
+        its vector against every open query vector, in one product (`QueryVectors`)."""
+        live, view = rankers.live, rankers.view()
+        if not embedded or not len(self.vectors) or live is None or view is None:
+            return set()
+        numbers = [live.lookup(doc_id) for doc_id in embedded]
+        docs = np.asarray([n for n in numbers if n is not None], dtype=np.int64)
+        docs = docs[view.embedded(docs)]
+        if docs.size == 0 or self.vectors.dim == 0:
+            return set()
+        return self.vectors.near(view.vectors(docs, self.vectors.dim))
+
+    def _bar(self, rankers: Rankers, ids: tuple[str, ...], vector: F32, k: int) -> float:
+        """The lowest cosine between the query and the documents shown (-1 when fewer than
+        k are shown with vectors: any embedded document may enter)."""
+        live, view = rankers.live, rankers.view()
+        if live is None or view is None or len(ids) < k:
+            return -1.0
+        numbers = [live.lookup(doc_id) for doc_id in ids]
+        docs = np.asarray([n for n in numbers if n is not None], dtype=np.int64)
+        if docs.size < k or not bool(view.embedded(docs).all()):
+            return -1.0
+        return float((view.vectors(docs, vector.size) @ vector).min())
+
+    def _rank(self, rankers: Rankers, follow: Follow, seq: int) -> Ranked:
+        """The follow re-run: its keyword ranking (the bar for keyword matches), and for a
+        follow shown by a semantic phase, that phase's ranking, which the update shows."""
+        params = follow.params
+        state = self.engine.keyword_state(params, params.k, rankers)
+        payload: dict[str, Any] = self.engine.keyword_payload(params, state)
+        hits = [{k: v for k, v in hit.items() if k != "previous_rank"} for hit in payload["hits"]]
+        scores = state.result.scores
+        kth = float(scores[params.k - 1]) if scores.size >= params.k else None
+        words = state.plan.words
+        typed = {token.term for token in rankers.keyword.analyzer.tokens(params.q)}
+        unplanned = frozenset(typed - {w for w, _ in words})
+        ids = tuple(h["id"] for h in hits)
+        ranked = Ranked(seq, rankers.version, ids, hits, kth, words=words, unplanned=unplanned,
+                        keyword_ids=ids)
+        vector = follow.vector
+        if vector is None or rankers.semantic is None:
+            return ranked
+        if follow.phase == "enhanced" and rankers.enhanced is not None:
+            payload = self.engine.enhanced_payload(params, vector)
+        else:
+            deep = self.engine.keyword_state(params, self.engine.candidates, rankers)
+            payload = self.engine.semantic_payload(params, deep, vector)
+        hits = [{k: v for k, v in hit.items() if k != "previous_rank"} for hit in payload["hits"]]
+        ids = tuple(h["id"] for h in hits)
+        return replace(ranked, ids=ids, hits=hits, phase=follow.phase,
+                       bar=self._bar(rankers, ids, vector, params.k))
+
+    def _drop_unarmed(self) -> None:
+        """Release follows reserved for a stream that never started (its client left before
+        the response began), so they do not count against the client's limit forever."""
+        now = time.monotonic()
+        for follow in list(self._follows.values()):
+            if not follow.armed and now - follow.opened > UNARMED_SECONDS:
+                self.close(follow)
+
+    # -- shutdown ------------------------------------------------------------------------
+    def close_all(self) -> None:
+        """End every follow (their streams finish cleanly) and refuse new ones."""
+        self._closed = True
+        for follow in list(self._follows.values()):
+            follow.end()
+        self._wake.set()

@@ -1,0 +1,52 @@
+"""Follows shown by the semantic phases, against a real server with the encoder: a document
+that shares no word with the query reaches the follow once it is embedded, ranked by the
+phase the stream showed last."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.app.follow_client import Follower, write
+from tests.app.test_follow import KEY
+from tests.server_process import running_server
+from tests.sse import read_stream
+
+pytestmark = [pytest.mark.integration, pytest.mark.model]
+
+QUERY = {"q": "waterproof rain jacket", "k": 20}
+
+
+def test_an_embedded_document_reaches_a_semantic_follow_by_its_vector(
+    root: Path, tmp_path: Path, http: httpx.Client
+) -> None:
+    with running_server(root, tmp_path / "s.log", env={
+        "PROGSEARCH_API_KEY": KEY, "PROGSEARCH_PRECOMPUTE_TOP": "0",
+    }) as s:
+        s.wait_ready(http)
+        follower = Follower(s.url, QUERY)
+        try:
+            done = follower.next("done", timeout=60)
+            assert done.data["errors"] == [], done.data
+            # No word in common with the query: no keyword match can bring it in.
+            written = write(http, s.url, KEY, {
+                "id": "a1", "title": "Stormproof anorak",
+                "text": "A hooded anorak that keeps you dry in heavy showers and downpours."})
+            start = time.monotonic()
+            update = follower.next("update", timeout=120)
+            assert update.data["phase"] == "enhanced"
+            assert update.data["added"] == ["a1"]
+            assert update.data["seq"] > written["seq"]  # the write of its vectors
+            assert http.get(f"{s.url}/documents/a1").json()["embedded"]
+            # Ranked as a new stream's last phase ranks it now.
+            _, events = read_stream(http, f"{s.url}/search/stream?q={QUERY['q']}&k=20")
+            fresh = [h["id"] for h in events[-2].data["hits"]]
+            assert events[-2].event == "enhanced"
+            assert [h["id"] for h in update.data["hits"]] == fresh
+            assert time.monotonic() - start < 120
+        finally:
+            follower.close()
+    assert "Traceback" not in s.output(), s.output()
