@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import numpy as np
@@ -30,6 +30,7 @@ from app.jobs import JobError, Jobs
 from app.metrics import Metrics
 from app.params import SearchParams
 from app.phases import PHASES, Capabilities, Need, Phase, PhaseError, Registry
+from app.phases.types import KeptStates
 from app.settings import Settings
 from app.singleflight import SingleFlight, consume
 from index.core.types import F32
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 QUERY_LOG = "ps1:querylog"
 EMBEDDING = "embedding"
 """Looked up like a phase: the cached query vector."""
-S = TypeVar("S")
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class PhaseResult:
         return orjson.dumps({**self.payload, "took_ms": took, "cached": False})
 
 
-class Query:
+class Query(KeptStates):
     """One request's run through the phases: what its lookup found, its query vector (started
     once), and the state its phases keep for the later ones. It is the `Context` the phases
     compute from."""
@@ -76,7 +76,7 @@ class Query:
         self.params = params
         self.cached = cached
         self._vector = vector
-        self._states: dict[type, object] = {}
+        super().__init__()
 
     @property
     def engine(self) -> Engine:
@@ -96,14 +96,6 @@ class Query:
             # next phase of the request (or another request) awaits.
             return await asyncio.shield(self._vector)
         return await self.searcher.vector(self.params)
-
-    def previous(self, kind: type[S]) -> S | None:
-        state = self._states.get(kind)
-        return state if isinstance(state, kind) else None
-
-    def keep(self, state: object | None) -> None:
-        if state is not None:
-            self._states[type(state)] = state
 
     def overloaded(self) -> bool:
         return self.searcher.overloaded()

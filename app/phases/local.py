@@ -12,13 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from app.engine import Engine
 from app.params import SearchParams
-from app.phases.types import Phase
+from app.phases.types import KeptStates, Phase
 from app.settings import Settings
 from index.core.errors import ProgsearchError
 from index.core.types import F32
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 __all__ = ["LocalQuery", "local_payloads", "local_settings"]
 
-S = TypeVar("S")
 
 NO_DEADLINE = 24 * 3600.0
 
@@ -40,7 +39,7 @@ def local_settings(max_k: int) -> Settings:
                    semantic_timeout=NO_DEADLINE, enhanced_timeout=NO_DEADLINE)
 
 
-class LocalQuery:
+class LocalQuery(KeptStates):
     """One search through the phases in this process: the `Context` they compute from."""
 
     def __init__(self, engine: Engine, params: SearchParams, settings: Settings,
@@ -50,20 +49,12 @@ class LocalQuery:
         self.settings = settings
         self.jobs = jobs
         self._vector: F32 | None = None
-        self._states: dict[type, object] = {}
+        super().__init__()
 
     async def vector(self) -> F32:
         if self._vector is None:  # the text the server encodes, once for every phase
             self._vector = await anyio.to_thread.run_sync(self.engine.encode, self.params.text)
         return self._vector
-
-    def previous(self, kind: type[S]) -> S | None:
-        state = self._states.get(kind)
-        return state if isinstance(state, kind) else None
-
-    def keep(self, state: object | None) -> None:
-        if state is not None:
-            self._states[type(state)] = state
 
     def overloaded(self) -> bool:
         return False  # nothing else waits for this process's encoder

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from app.jobs import Jobs
 
 __all__ = [
-    "READY", "BareQuery", "Capabilities", "Computed", "Context", "Need", "Phase", "PhaseError",
+    "READY", "BareQuery", "Capabilities", "Computed", "Context", "KeptStates", "Need", "Phase",
+    "PhaseError",
     "Ranking", "Readiness",
 ]
 
@@ -93,6 +94,22 @@ class Computed:
 
     payload: dict[str, Any]
     state: object | None = None
+
+
+class KeptStates:
+    """The states one request's phases keep for the later ones, one per type: the part of a
+    `Context` that the service and an in-process search share."""
+
+    def __init__(self) -> None:
+        self._states: dict[type, object] = {}
+
+    def previous(self, kind: type[S]) -> S | None:
+        state = self._states.get(kind)
+        return state if isinstance(state, kind) else None
+
+    def keep(self, state: object | None) -> None:
+        if state is not None:
+            self._states[type(state)] = state
 
 
 class Context(Protocol):
