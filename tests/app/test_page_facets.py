@@ -15,10 +15,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import orjson
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from app.demo import ensure_demo_index
-from tests.app.test_page import CHROMIUM, FLAGS
 from tests.server_process import ServerProcess, running_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
@@ -49,14 +48,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def http(server: ServerProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         yield client
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

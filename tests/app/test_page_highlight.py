@@ -12,10 +12,9 @@ from collections.abc import Iterator
 import httpx
 import orjson
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from app.demo import ensure_demo_index
-from tests.app.test_page import CHROMIUM, FLAGS
 from tests.server_process import ServerProcess, running_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.model]
@@ -37,14 +36,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
             httpx.Client(timeout=30) as http:
         s.wait_ready(http)
         yield s
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
