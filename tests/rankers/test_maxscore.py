@@ -124,6 +124,19 @@ def test_score_docs_matches_exhaustive(
     np.testing.assert_allclose(score_docs(postings, terms, weights, some), full[some], rtol=1e-6)
 
 
+def _allowed_reference(postings: Postings, terms: np.ndarray, weights: np.ndarray,
+                       allow: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exhaustive scores of the flagged documents (0 elsewhere) and their top k, ties by
+    document."""
+    ptr, docs, imps, _ = postings
+    scores = np.zeros(allow.size, dtype=np.float32)
+    for t, w in zip(terms.tolist(), weights.tolist(), strict=True):
+        scores[docs[ptr[t] : ptr[t + 1]]] += imps[ptr[t] : ptr[t + 1]] * np.float32(w)
+    scores[~allow] = 0
+    ref = np.flatnonzero(scores > 0)
+    return scores, ref[np.lexsort((ref, -scores[ref]))][:k]
+
+
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("share", [0.5, 0.1, 0.01, 0.0005])
 @pytest.mark.parametrize("n_docs", [2_000, 300_000])
@@ -143,12 +156,7 @@ def test_filtered_search_is_exhaustive_search_of_the_allowed(
     for _ in range(10):
         terms = rng.choice(300, rng.integers(1, 6), replace=False).astype(np.int64)
         weights = rng.uniform(0.2, 2.0, terms.size).astype(np.float32)
-        scores = np.zeros(n_docs, dtype=np.float32)
-        for t, w in zip(terms.tolist(), weights.tolist(), strict=True):
-            scores[docs[ptr[t] : ptr[t + 1]]] += imps[ptr[t] : ptr[t + 1]] * np.float32(w)
-        scores[~allow] = 0
-        ref = np.flatnonzero(scores > 0)
-        ref = ref[np.lexsort((ref, -scores[ref]))][:10]
+        scores, ref = _allowed_reference(postings, terms, weights, allow, 10)
         got_docs, got_scores, full = score_terms(postings, terms, weights, 10, acc, allow)
         assert not acc.any()
         assert allow[got_docs].all()
@@ -180,12 +188,7 @@ def test_maxscore_under_a_sparse_filter_skips_to_flagged_documents(
     for _ in range(10):
         terms = rng.choice(300, rng.integers(1, 7), replace=False).astype(np.int64)
         weights = rng.uniform(0.2, 2.0, terms.size).astype(np.float32)
-        scores = np.zeros(n_docs, dtype=np.float32)
-        for t, w in zip(terms.tolist(), weights.tolist(), strict=True):
-            scores[docs[ptr[t] : ptr[t + 1]]] += imps[ptr[t] : ptr[t + 1]] * np.float32(w)
-        scores[~allow] = 0
-        ref = np.flatnonzero(scores > 0)
-        ref = ref[np.lexsort((ref, -scores[ref]))][:k]
+        scores, ref = _allowed_reference(postings, terms, weights, allow, k)
         got_docs, got_scores = score_maxscore(postings, terms, weights, k, acc,
                                               compiled=compiled, allow=allow)
         acc.fill(0.0)
