@@ -85,10 +85,9 @@ class DeltaSegment:
         return term_postings(self.delta.blocks, tid) if tid is not None else _EMPTY
 
     def df(self, words: Sequence[str]) -> I64:
-        alive = self.delta.alive
-        return np.array(
-            [int(np.count_nonzero(alive[self._postings(w)[0]])) for w in words], dtype=np.int64
-        )
+        counts, ids = self.delta.df, self.term_ids
+        tids = [ids.get(w, -1) for w in words]
+        return np.array([counts[t] if 0 <= t < counts.size else 0 for t in tids], np.int64)
 
     def scores(self, plan: QueryPlan, view: SegmentView) -> F64:
         """The BM25 score of every row (0 for dead rows and rows without a query term)."""

@@ -78,6 +78,9 @@ class DeltaView:
     vectors: F32 | None
     passages: Sequence[SlotPassages | None]
     docs: Sequence[Document]
+    df: I64 = field(default_factory=lambda: np.zeros(0, np.int64))
+    """Per delta term id, how many live slots contain it (kept as changes apply, so a query's
+    statistics never walk the postings; ids past its end are terms no slot of this view has)."""
     _columns: dict[tuple[FieldSpec, ...], Mapping[str, Column]] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -127,6 +130,27 @@ def _grow(buffer: npt.NDArray[Any], size: int) -> npt.NDArray[Any]:
     return grown
 
 
+def _terms_by_slot(term: I64, slot: I64, n: int) -> list[I64]:
+    """The distinct terms of each of `n` slots, from postings (one per term and slot)."""
+    order = np.argsort(slot, kind="stable")
+    bounds = np.cumsum(np.bincount(slot, minlength=n))[:-1]
+    return np.split(term[order], bounds)
+
+
+def _counted(df: I64, n_terms: int, born: Sequence[I64], died: Sequence[I64]) -> I64:
+    """`df` (a published view's, so copied) grown to `n_terms`, with the terms of the slots
+    born counted in and those of the slots that died counted out."""
+    if not born and not died:
+        return df
+    out = np.zeros(n_terms, np.int64)
+    out[: df.size] = df
+    if born:
+        out += np.bincount(np.concatenate(born), minlength=n_terms)
+    if died:
+        out -= np.bincount(np.concatenate(died), minlength=n_terms)
+    return out
+
+
 class LiveIndex:
     """The snapshot plus the applied delta. `refresh` and `apply` serialize on a lock; `view`
     never waits."""
@@ -156,6 +180,8 @@ class LiveIndex:
         self._snap_len = float(np.sum(snapshot.arrays["keyword/doc_len.npy"], dtype=np.float64))
         self._slot_of: dict[str, int] = {}
         self._slot_hash: list[str] = []
+        self._slot_terms: list[I64] = []
+        """Each slot's distinct delta term ids, subtracted from the view's df when it dies."""
         self._snap_row: dict[str, int | None] = {}
         self._docs: list[Document] = []
         self._passages: list[SlotPassages | None] = []
@@ -278,6 +304,13 @@ class LiveIndex:
             slots = chunk.post_doc.astype(np.int64) + first_slot
             new = segment(term, slots, chunk.post_tf)
             segments = add_segment(segments, new, alive, self._sync_merge)
+            self._slot_terms.extend(_terms_by_slot(term, slots - first_slot, len(new_docs)))
+        df = _counted(
+            old.df,
+            len(self.terms),
+            self._slot_terms[first_slot:n_slots],
+            [self._slot_terms[s] for s in dead],
+        )
         self._live_len -= float(np.sum(self._doc_len[dead], dtype=np.float64))
         tomb, tomb_df, n_tomb = old.tomb, old.tomb_df, old.n_tomb
         if hide:
@@ -298,7 +331,7 @@ class LiveIndex:
             through, version, self.snapshot.n_docs, n_slots, segments, alive,
             self._doc_len[:n_slots], tomb, n_tomb, n_docs,
             self._snap_len - self._hidden_len + self._live_len, tomb_df,
-            embedded, self._vectors, self._passages, self._docs,
+            embedded, self._vectors, self._passages, self._docs, df,
         )  # fmt: skip
         if len(segments) > MAX_SEGMENTS and self._merging is None:
             self._merging = threading.Thread(target=self._merge, name="delta-merge", daemon=True)

@@ -284,3 +284,28 @@ def test_writes_landing_during_a_refresh_are_applied_once(tmp_path: Path) -> Non
     assert live.seq == 2 and live.view().n_slots == 2
     live.refresh(log)
     assert live.view().n_slots == 2 and live.view().n_docs == 202
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_delta_document_frequencies_follow_every_write(tmp_path: Path, seed: int) -> None:
+    """The view's df, kept as changes apply, is the count of live slots holding each term
+    in its postings, after upserts, rewrites (in one batch too), deletes and merges."""
+    base, added = corpus()
+    snap = load_snapshot(write_snapshot(base[:50], tmp_path, BuildOptions(workers=1)))
+    log = DeltaLog.open(tmp_path)
+    live = LiveIndex(snap, sync_merge=64)
+    rng = np.random.default_rng(seed)
+    pool = added + base[50:120]
+    for _ in range(12):
+        picked = [pool[int(i)] for i in rng.integers(0, len(pool), size=int(rng.integers(1, 9)))]
+        rewritten = [Document(d.id, d.title, d.text[: len(d.text) // 2]) for d in picked[:2]]
+        log.append([*picked, *rewritten])  # an id twice in a batch: the later one wins
+        if rng.random() < 0.5:
+            log.delete([pool[int(i)].id for i in rng.integers(0, len(pool), size=3)])
+        live.refresh(log)
+        view = live.view()
+        for tid in range(len(live.terms)):
+            slots, _ = term_postings(view.blocks, tid)
+            want = int(np.count_nonzero(view.alive[slots]))
+            got = int(view.df[tid]) if tid < view.df.size else 0
+            assert got == want, live.terms[tid]
