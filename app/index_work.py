@@ -14,6 +14,10 @@ holds the compaction threshold plus the documents waiting for vectors, and the s
 writes with 429 while more than `PROGSEARCH_MAX_PENDING` of those wait (`app.documents`), so it
 stays bounded however long writes outpace embedding.
 
+Each batch of vectors stored is told to `embedded(seq)` (the log's last seq then): the server
+passes its follow hub's announcement there, a worker a Redis publish on the same channel, so
+follows shown by a semantic phase re-rank the moment a document has its vectors.
+
 One pass runs at a time per root, across processes (``ROOT/.embed.lock``). A run that finds
 the lock taken returns at once; the holder looks at the log again after releasing it, so a
 document written meanwhile is never left behind.
@@ -25,6 +29,7 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,8 +66,10 @@ class WorkReport:
 
 class IndexWork:
     def __init__(self, root: Path, compact_changes: int = 50_000,
-                 log_: DeltaLog | None = None) -> None:
+                 log_: DeltaLog | None = None,
+                 embedded: Callable[[int], None] | None = None) -> None:
         self.root = Path(root)
+        self.embedded = embedded
         self.log = log_ or DeltaLog.open(self.root)
         self.compact_changes = compact_changes
         self._encoder: Encoder | None = None
@@ -121,8 +128,17 @@ class IndexWork:
             if not stored:
                 return total, True
             total += stored
+            self._tell(self.log.last_seq())
             if time.monotonic() >= deadline:
                 return total, False
+
+    def _tell(self, seq: int) -> None:
+        if self.embedded is None:
+            return
+        try:
+            self.embedded(seq)
+        except Exception:  # an announcement is a hint: followers poll the log anyway
+            log.warning("announcing stored vectors failed", exc_info=True)
 
     def _compact_if_due(self, manifest: Manifest) -> CompactionResult | None:
         if self.compact_changes <= 0:

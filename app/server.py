@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -62,10 +62,11 @@ def create_app(settings: Settings, engine: Engine | None = None,
             settings.redis_url, size=settings.cache_size, ttl=settings.cache_ttl,
             timeout=settings.redis_timeout, backoff=settings.redis_backoff, metrics=metrics,
         )
-        jobs = make_jobs(settings, loaded)
+        follows, announcer = make_follows(settings, loaded, metrics)
+        jobs = make_jobs(settings, loaded, _from_thread(follows.announce)
+                         if follows is not None else None)
         await jobs.start()
         searcher = Searcher(loaded, cache, metrics, settings, jobs, phases)
-        follows, announcer = make_follows(settings, loaded, metrics)
         writer = Writer.make(loaded, jobs, settings,
                              follows.announce if follows is not None else None)
         warmer = asyncio.ensure_future(_precompute_when_ready(searcher, settings))
@@ -152,11 +153,25 @@ def make_follows(settings: Settings, engine: Engine, metrics: Metrics
     return FollowHub(engine, settings, metrics, announcer), announcer
 
 
-def make_jobs(settings: Settings, engine: Engine) -> Jobs:
+def _from_thread(announce: Callable[[int], Coroutine[Any, Any, None]]) -> Callable[[int], None]:
+    """`announce(seq)` run on this event loop, callable from the index work's thread."""
+    loop = asyncio.get_running_loop()
+
+    def call(seq: int) -> None:
+        asyncio.run_coroutine_threadsafe(announce(seq), loop)
+
+    return call
+
+
+def make_jobs(settings: Settings, engine: Engine,
+              embedded: Callable[[int], None] | None = None) -> Jobs:
+    """The embedded pool, or Celery with a broker; `embedded(seq)` hears of vectors the
+    embedded pool stored (a Celery worker announces them over Redis itself)."""
     if not settings.broker_url:
         work = None
         if engine.source is not None:
-            work = IndexWork(engine.source.root, settings.compact_changes, engine.source.log)
+            work = IndexWork(engine.source.root, settings.compact_changes, engine.source.log,
+                             embedded)
         return EmbeddedJobs(engine, settings.embedded_threads, work)
     if settings.reply_url is None:
         raise SettingsError(

@@ -97,6 +97,8 @@ def query(url: str, q: str, *, k: int = 10, as_json: bool = False, timeout: floa
                         source.response.read()
                         raise refusal(source.response)
                     for event in source.iter_sse():
+                        if not event.data:  # httpx-sse's empty event after each ping
+                            continue
                         last_id = event.id or last_id
                         failed = _print_event(out, event.event, event.id, event.data, start,
                                               as_json) or failed

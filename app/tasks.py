@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 import redis
 
+from app.announce import channel_for
 from app.celery_app import send_index_work
 from app.engine import Engine, SemanticState
 from app.index_work import IndexWork
@@ -67,7 +68,8 @@ class WorkerContext:
     def index_work(self) -> IndexWork:
         with self._lock:
             if self._work is None:
-                self._work = IndexWork(self.index, self.compact_changes)
+                self._work = IndexWork(self.index, self.compact_changes,
+                                       embedded=self.announce)
             return self._work
 
     def reply(self, channel: str, message: bytes) -> None:
@@ -77,6 +79,12 @@ class WorkerContext:
             self._redis = redis.Redis.from_url(self.reply_url, socket_timeout=1.0,
                                                socket_connect_timeout=1.0)
         self._redis.publish(channel, message)
+
+    def announce(self, seq: int) -> None:
+        """Tell the servers' follow hubs that vectors were stored through `seq` (the channel
+        their writes are announced on, `app.announce`); without Redis they poll the log."""
+        if self.reply_url is not None:
+            self.reply(channel_for(self.index), str(seq).encode())
 
 
 def register(app: Celery, context: WorkerContext) -> None:

@@ -29,5 +29,6 @@ def read_stream(client: httpx.Client, url: str, headers: dict[str, str] | None =
             return status, []
         events = [
             Event(e.event, e.id, json.loads(e.data), e.retry) for e in source.iter_sse()
+            if e.data  # httpx-sse hands over an empty event after each ping
         ]
     return status, events

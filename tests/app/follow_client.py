@@ -55,6 +55,8 @@ class Follower:
                 for e in source.iter_sse():
                     if self._stop.is_set():
                         return
+                    if not e.data:  # a ping (an SSE comment) keeping the stream open
+                        continue
                     self.events.put(Event(e.event, e.id, json.loads(e.data), e.retry))
                 self.events.put(Event(END, "", {}, None))
         except BaseException as exc:  # handed to the test

@@ -127,3 +127,51 @@ def test_compaction_waits_while_writes_outpace_embedding(sample_root: Path, tmp_
     # documents embedded before it, not waiting for the writes to stop.
     assert seen[0] < seen[1] < seen[2] < seen[3]
     assert not work.pending()
+
+
+@pytest.mark.model
+def test_stored_vectors_are_announced_with_the_log_s_seq(sample_root: Path, tmp_path: Path) -> None:
+    """Follows shown by a semantic phase hear of a document's vectors from the index work
+    itself, not at the hub's next look at the log."""
+    root = tmp_path / "index"
+    shutil.copytree(sample_root, root, ignore=shutil.ignore_patterns("delta.sqlite*"))
+    log = DeltaLog.open(root)
+    heard: list[int] = []
+    work = IndexWork(root, compact_changes=0, log_=log, embedded=heard.append)
+    written = log.append([Document("kettle", "Copper kettle", "Whistles when it boils.")])
+    assert work.run().embedded == 1
+    assert heard == [log.last_seq()] and heard[0] > written  # the vectors' own change
+    assert work.run().embedded == 0 and len(heard) == 1  # nothing stored: nothing told
+
+
+@pytest.mark.model
+@pytest.mark.integration
+def test_a_worker_announces_stored_vectors_on_the_write_channel(
+    sample_root: Path, tmp_path: Path
+) -> None:
+    """The Celery worker's context publishes the seq on the channel the servers subscribe
+    to for writes (`app.announce.channel_for` of the same root), on the real Redis."""
+    import redis
+
+    from app.announce import channel_for
+    from app.tasks import WorkerContext
+
+    root = tmp_path / "index"
+    shutil.copytree(sample_root, root, ignore=shutil.ignore_patterns("delta.sqlite*"))
+    url = "redis://127.0.0.1:6379/0"
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(channel_for(root))
+    try:
+        context = WorkerContext(root, url, compact_changes=0)
+        log = DeltaLog.open(root)
+        log.append([Document("kettle", "Copper kettle", "Whistles when it boils.")])
+        assert context.index_work().run().embedded == 1
+        message = None
+        deadline = time.monotonic() + 10
+        while message is None and time.monotonic() < deadline:
+            message = pubsub.get_message(timeout=1.0)
+        assert message is not None and int(message["data"]) == log.last_seq()
+    finally:
+        pubsub.close()
+        client.close()
