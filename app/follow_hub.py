@@ -120,6 +120,7 @@ class FollowHub:
         self._seen = live.seq if live is not None else 0
         self._snapshot = engine.snapshot.version
         self._closed = False
+        self._swept = 0.0
         self.matched = 0
         """Follows re-run so far (benchmarks read it)."""
 
@@ -195,8 +196,10 @@ class FollowHub:
             await self.announcer.publish(seq)
 
     def heard(self, seq: int | None = None) -> None:
-        """A write was announced (None: some may have been missed): match what is new."""
-        self._wake.set()
+        """A write was announced (None: some may have been missed): match what is new. This
+        process hears its own announcements too, usually matched by then: those are skipped."""
+        if seq is None or seq > self._seen:
+            self._wake.set()
 
     # -- matching ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -365,8 +368,12 @@ class FollowHub:
 
     def _drop_unarmed(self) -> None:
         """Release follows reserved for a stream that never started (its client left before
-        the response began), so they do not count against the client's limit forever."""
+        the response began), so they do not count against the client's limit forever.
+        Looked for at most once a second: it walks every follow."""
         now = time.monotonic()
+        if now - self._swept < 1.0:
+            return
+        self._swept = now
         for follow in list(self._follows.values()):
             if not follow.armed and now - follow.opened > UNARMED_SECONDS:
                 self.close(follow)
