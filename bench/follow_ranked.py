@@ -10,7 +10,8 @@ abstracts; the next `--writes` abstracts are the writes. A real `progsearch serv
 serves it, with its embedded pool (one index thread), or with `--celery` one
 `progsearch worker --concurrency 1` over the RabbitMQ broker. `--follows` follow streams over
 distinct SciFact queries are opened; each is shown by the last phase its stream sent.
-Then the writes arrive at `--rate` documents a second.
+Then, after one warm-up write (the worker loads its encoder), the writes arrive at `--rate`
+documents a second.
 
 A follow ranked by a semantic phase takes in a written document once it has its vectors (the
 fusion needs both scores), so the figure is, for every (follow, document) pair where the
@@ -117,6 +118,11 @@ async def run(url: str, queries: list[str], writes: list[dict[str, str]], k: int
     acked: dict[str, float] = {}
     embedded: dict[str, float] = {}
     async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60, read=None)) as client:
+        # One document first, so that the worker has loaded its encoder before the figures.
+        warm = {"id": "warm-up", "title": "Warm-up", "text": "Loads the document encoder."}
+        (await client.post(f"{url}/documents", headers={"X-API-Key": KEY}, json=warm)
+         ).raise_for_status()
+        await embedded_at(client, url, warm["id"], time.monotonic(), {})
         opened = [asyncio.Event() for _ in queries]
         tasks = []
         for q, event in zip(queries, opened, strict=True):
