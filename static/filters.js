@@ -2,7 +2,9 @@
 // URL and a list of chips. Pure functions over a plain state object, so the page (app.js) and
 // the tests share one definition:
 //   {q: "", terms: {brand: ["Alpa"], category: [], in_stock: [true]},
-//    price: {min: null, max: null}, sort: "relevance"}
+//    price: {min: null, max: null}, sort: "relevance", follow: false}
+// `follow` is not a filter but lives in the same URL: the page's stream stays open after
+// `done` and shows the updates writes cause (app.js).
 "use strict";
 
 const ProgsearchFilters = (() => {
@@ -26,6 +28,7 @@ const ProgsearchFilters = (() => {
     terms: Object.fromEntries(TERM_FIELDS.map((f) => [f.field, []])),
     price: { min: null, max: null },
     sort: "relevance",
+    follow: false,
   });
 
   // A string literal of the filter language: double quotes, with \" and \\ escaped, and
@@ -105,10 +108,10 @@ const ProgsearchFilters = (() => {
     return { ...state, terms: { ...state.terms, [field]: values } };
   }
 
-  const cleared = (state) => ({ ...empty(), q: state.q, sort: state.sort });
+  const cleared = (state) => ({ ...empty(), q: state.q, sort: state.sort, follow: state.follow });
 
   // URL state: q, one parameter per ticked value (brand=A&brand=B), price_min, price_max,
-  // sort. The page's own address, not the API's: the API gets the expression.
+  // sort, follow=1. The page's own address, not the API's: the API gets the expression.
   function toParams(state) {
     const params = new URLSearchParams();
     if (state.q) params.set("q", state.q);
@@ -118,6 +121,7 @@ const ProgsearchFilters = (() => {
     if (number(state.price.min) !== null) params.set("price_min", number(state.price.min));
     if (number(state.price.max) !== null) params.set("price_max", number(state.price.max));
     if (state.sort !== "relevance") params.set("sort", state.sort);
+    if (state.follow) params.set("follow", "1");
     return params;
   }
 
@@ -139,6 +143,7 @@ const ProgsearchFilters = (() => {
     state.price = { min: parseNumber(params.get("price_min")), max: parseNumber(params.get("price_max")) };
     const sort = params.get("sort");
     state.sort = sort !== null && Object.hasOwn(SORTS, sort) ? sort : "relevance";
+    state.follow = params.get("follow") === "1";
     return state;
   }
 
