@@ -103,8 +103,12 @@ async def follow_events(searcher: Searcher, hub: FollowHub, follow: Follow, seen
                 retry = None
                 if event.event not in ("error", "done") and event.data is not None:
                     ids = tuple(h["id"] for h in orjson.loads(event.data)["hits"])
-                    shown, phase = ids, str(event.event)
-                    if event.event == searcher.phases.first.name:
+                    first = event.event == searcher.phases.first.name
+                    # A later phase with no hits where the first had some did not rank
+                    # (browsing: no words to embed), so the follow stays the first's.
+                    if first or ids or not shown:
+                        shown, phase = ids, str(event.event)
+                    if first:
                         keyword = ids
                 yield event
             hub.arm(follow, keyword, shown, done, phase, await _vector(searcher, follow, phase))

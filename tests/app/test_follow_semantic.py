@@ -50,3 +50,33 @@ def test_an_embedded_document_reaches_a_semantic_follow_by_its_vector(
         finally:
             follower.close()
     assert "Traceback" not in s.output(), s.output()
+
+
+def test_a_browsing_follow_is_updated_although_its_semantic_phases_rank_nothing(
+    root: Path, tmp_path: Path, http: httpx.Client
+) -> None:
+    """Regression: with no words (a filter and a sort alone) the semantic phases send no
+    hits; the follow was armed as shown by them, with nothing shown, and never updated."""
+    with running_server(root, tmp_path / "s.log", env={
+        "PROGSEARCH_API_KEY": KEY, "PROGSEARCH_PRECOMPUTE_TOP": "0",
+    }) as s:
+        s.wait_ready(http)
+        follower = Follower(s.url, {"q": "", "k": 50, "filter": 'category = "outdoor"'})
+        try:
+            keyword = follower.next("keyword", timeout=60)
+            assert keyword.data["hits"], keyword.data
+            done = follower.next("done", timeout=60)
+            assert done.data["errors"] == [], done.data
+            write(http, s.url, KEY, {"id": "b1", "title": "Camp stool", "text": "Folds flat.",
+                                     "category": "outdoor"})
+            write(http, s.url, KEY, {"id": "b2", "title": "Desk lamp", "text": "Warm light.",
+                                     "category": "home"})
+            update = follower.next("update", timeout=60)
+            assert update.data["phase"] == "keyword"
+            assert "b1" in update.data["added"] and "b2" not in update.data["added"]
+            _, events = read_stream(http, f"{s.url}/search/stream?q=&k=50&filter="
+                                    "category%20%3D%20%22outdoor%22")
+            assert [h["id"] for h in update.data["hits"]] == [
+                h["id"] for h in events[0].data["hits"]]
+        finally:
+            follower.close()
