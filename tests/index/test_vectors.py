@@ -22,11 +22,13 @@ from index.vectors import (
     VECTORS_FILE,
     VectorIndex,
     build_vector_index,
+    filtered_ef,
     load_vector_index,
     save_vector_index,
 )
 from rankers.keyword import KeywordRanker
 from rankers.semantic import SemanticRanker
+from rankers.snapshot_segment import EXACT_FILTERED, nearest_within
 from tests.fake_vectors import FakeEncoder as FakeQueryEncoder
 from tests.fake_vectors import build_with_vectors, fake_vector
 
@@ -304,3 +306,34 @@ def test_embedding_rejects_a_wrong_shape_and_handles_no_texts(tmp_path: Path) ->
 )
 def test_document_text(title: str, text: str, want: str) -> None:
     assert document_text(title, text) == want
+
+
+@pytest.mark.parametrize(
+    ("share", "want"), [(1.0, 320), (0.5, 368), (0.1, 480), (0.01, 640), (0.0, 320 * 5.5)]
+)
+def test_filtered_ef_grows_with_the_log_of_the_selectivity(share: float, want: float) -> None:
+    assert filtered_ef(320, share) == int(want)
+
+
+def test_nearest_within_keeps_to_the_filter_by_graph_and_by_exact_search() -> None:
+    """Both ways of `nearest_within` (the graph with a selector above EXACT_FILTERED allowed
+    rows, exact search below) return only allowed rows, best first, with recall@10 against
+    exact filtered search."""
+    data = unit_vectors(30_000, seed=4, dim=32)
+    queries = unit_vectors(30, seed=5, dim=32)
+    index, params = build_vector_index(data, exact_max=0, hnsw_m=16, ef_construction=80)
+    ann = VectorIndex(index, params, vectors=data)
+    rng = np.random.default_rng(6)
+    for share in (0.5, 0.2):  # 15,000 and 6,000 rows: the graph, then exact search
+        allowed = rng.random(data.shape[0]) < share
+        assert (int(allowed.sum()) > EXACT_FILTERED) == (share == 0.5)
+        rows = np.flatnonzero(allowed)
+        found = 0
+        for q in queries:
+            got = nearest_within(ann, data, allowed, q, 100)
+            assert got.size == 100 and bool(allowed[got].all())
+            sims = data[got] @ q
+            assert bool(np.all(np.diff(sims) <= 1e-5))  # best first
+            want = rows[np.argsort(-(data[rows] @ q))[:10]]
+            found += len(set(got[:10].tolist()) & set(want.tolist()))
+        assert found / (10 * len(queries)) >= 0.95, share
