@@ -227,7 +227,8 @@ class VectorIndex:
         k = min(k, len(self))
         if k < 1:
             return np.empty(0, dtype=np.int64)
-        bitmap = np.packbits(allow.astype(np.uint8), bitorder="little")
+        flags = np.ascontiguousarray(allow, dtype=np.bool_).view(np.uint8)  # no copy
+        bitmap = np.packbits(flags, bitorder="little")
         selector = faiss.IDSelectorBitmap(allow.size, faiss.swig_ptr(bitmap))
         depth = k if self._vectors is None else min(max(k, self._params.refine), len(self))
         if isinstance(self._index, faiss.IndexHNSW):
