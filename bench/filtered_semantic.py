@@ -74,6 +74,8 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--threads", type=int, default=2, help="for building; queries use 1")
+    ap.add_argument("--shares", default=",".join(map(str, SHARES)),
+                    help="shares of the documents the filters keep")
     ap.add_argument("--work-dir", type=Path,
                     default=Path.home() / ".cache" / "progsearch" / "bench")
     args = ap.parse_args()
@@ -96,7 +98,7 @@ def main() -> int:
         ann.search(q, DEPTH)
 
     rows = []
-    for share in SHARES:
+    for share in [float(x) for x in args.shares.split(",")]:
         allowed = price < float(np.quantile(price, share))
         exact = exact_top10(vectors, allowed, queries)
         plain: list[float] = []
