@@ -260,7 +260,9 @@ class FollowHub:
         if rankers.snapshot.version != self._snapshot:  # a compaction: re-run every follow
             self._snapshot = rankers.snapshot.version
             rerun = set(follows)
-        if seq > self._seen and self.engine.source is not None:
+        if seq > self._seen and self.engine.source is not None and follows:
+            # With no follow open, a write (of thousands of documents, maybe) is not read
+            # again nor analyzed: nothing can be matched to it.
             try:
                 changes = [c for c in self.engine.source.log.changes_since(self._seen)
                            if c.seq <= seq]
