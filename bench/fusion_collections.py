@@ -14,9 +14,12 @@ delete it to recompute). Every rule is then pure numpy over the cache.
 A rule's free parameters are fitted to the mean nDCG@10 of two collections (each counts the
 same, whatever its number of queries) and scored on the third, for each in turn ("held out");
 "all" is the fit on every collection, which is what a default is. No parameter is ever fitted
-per query or per collection. The enhanced phase re-ranks the semantic phase's top 100; in the
-held-out figures both its semantic rule and its weights are fitted on the two other
-collections (nested). The last two tables are `evaluate_run` (pytrec_eval) of the defaults in
+per query or per collection. The bar of the chosen rule is the query's mean word idf itself
+(``c = 1`` in "bm25 beyond c*bar", the most an average word gives alone, see
+`rankers.evidence`), not a fitted multiple: fitted freely, the SciFact and CACM fold picks
+``c = 0`` and the demo catalog fails. The enhanced phase re-ranks the semantic phase's top
+100; in the held-out figures both its semantic rule and its weights are fitted on the two
+other collections (nested). The last two tables are `evaluate_run` (pytrec_eval) of the defaults in
 `rankers` (per collection) and of the nested fits (held out).
 """
 
