@@ -4,7 +4,8 @@ default), and latency of ANN search plus fusion.
     .venv/bin/python -m bench.fusion --index /tmp/sfv --dataset ../shared/data/scifact --split train
 
 Query vectors are computed once and reused by every variant, so only fusion differs. Only a
-handful of principled settings are compared (no per-query or fine-grained tuning). The latency is
+handful of principled settings are compared (no per-query or fine-grained tuning); the
+default was chosen across collections by ``bench.fusion_collections``. The latency is
 that of `SemanticRanker.fuse` with the query vector and keyword candidates given: nearest
 neighbours, exact BM25 and cosine of every candidate, fusion, previous ranks.
 """
@@ -27,6 +28,7 @@ from rankers.keyword import KeywordRanker
 from rankers.semantic import FusionSettings, SemanticRanker
 
 VARIANTS = [
+    FusionSettings(),
     FusionSettings("rrf", dense_weight=0.5),
     FusionSettings("linear", dense_weight=0.5, norm="minmax"),
     FusionSettings("linear", dense_weight=0.5, norm="zscore"),
@@ -57,8 +59,12 @@ def main() -> None:
             ids = snapshot.external_ids(res.docs)
             run[q] = {d: float(len(ids) - i) for i, d in enumerate(ids)}
         m = evaluate_run(run, qrels)
-        name = fusion.method + ("" if fusion.method == "rrf" else f" ({fusion.norm})")
-        rows.append([name, fusion.dense_weight, *(f"{m[k]:.4f}" for k in METRICS)])
+        if fusion.method == "evidence":
+            name, weight = "evidence (default)", f"scale {fusion.dense_scale:g}"
+        else:
+            name = fusion.method + ("" if fusion.method == "rrf" else f" ({fusion.norm})")
+            weight = f"{fusion.dense_weight:g}"
+        rows.append([name, weight, *(f"{m[k]:.4f}" for k in METRICS)])
     print_table(rows, ["fusion", "dense weight", *METRICS])
     ranker = SemanticRanker(snapshot, keyword, encoder, FusionSettings())
     candidates = {q: keyword.run(plans[q], ranker.fusion.candidates) for q in queries}

@@ -3,11 +3,11 @@
 For each candidate document, every passage (title, windows of one and two sentences; see
 :mod:`index.passages`) is compared with the query vector, in one gather and one matrix product
 over the candidates' passages (a CSR layout: ``ptr[d] .. ptr[d + 1]``), and reduced per document
-with ``np.maximum.reduceat``. The passage scores are fused with the keyword score, the document
-similarity and the semantic phase's fused score: each feature is z-scored over the candidates,
-then weighted (weights in :class:`EnhanceSettings`, chosen by cross-validation, see
-``bench/enhance.py``). Each hit carries its best passage, HTML-escaped, with the words that match
-a query term (after stemming) in ``<mark>`` (:mod:`rankers.highlight`).
+with ``np.maximum.reduceat``. The passage scores are fused with the keyword evidence and the
+document similarity: each feature is z-scored over the candidates, then weighted (weights in
+:class:`EnhanceSettings`, chosen by leave-one-collection-out validation, see
+``bench/fusion_collections.py``). Each hit carries its best passage, HTML-escaped, with the
+words that match a query term (after stemming) in ``<mark>`` (:mod:`rankers.highlight`).
 """
 
 from __future__ import annotations
@@ -22,17 +22,20 @@ import numpy.typing as npt
 from index.core.errors import QueryError
 from index.core.types import F32, I64
 from index.snapshot import Snapshot
+from rankers.evidence import bm25_excess
 from rankers.features import combine, feedback_scores, passage_scores
 from rankers.fusion import previous_ranks
 from rankers.highlight import highlight_rows, mark_terms
 from rankers.keyword import KeywordRanker, QueryPlan
 from rankers.segment import PassageLayout, Segment, SegmentView
-from rankers.semantic import SemanticResult
+from rankers.semantic import SemanticResult, query_bar
 from rankers.snapshot_segment import SnapshotPassages, SnapshotSegment
 from rankers.types import KeywordResult
 
 __all__ = [
+    "DEFAULT_WEIGHTS",
     "FEATURES",
+    "SCIFACT_WEIGHTS",
     "Candidates",
     "EnhanceSettings",
     "EnhancedRanker",
@@ -41,25 +44,30 @@ __all__ = [
 ]
 
 
-FEATURES = ("bm25", "dense", "semantic", "best", "best1", "top2", "title", "coverage", "prf")
-"""Per-candidate features: keyword score, document cosine, the semantic phase's fused score,
-best passage cosine (title, sentences and sentence pairs), best single passage, mean of the two
-best single passages, title passage cosine, the idf-weighted share of the query's terms that
-the document contains, and the cosine to the centroid of the semantic phase's top
-:data:`PRF_DOCS` documents (pseudo-relevance feedback)."""
+FEATURES = (
+    "bm25", "bm25_excess", "dense", "semantic", "best", "best1", "top2", "title", "coverage", "prf",
+)
+"""Per-candidate features: keyword score, keyword score beyond the query's word bar
+(:mod:`rankers.evidence`), document cosine, the semantic phase's fused score, best passage
+cosine (title, sentences and sentence pairs), best single passage, mean of the two best single
+passages, title passage cosine, the idf-weighted share of the query's terms that the document
+contains, and the cosine to the centroid of the semantic phase's top :data:`PRF_DOCS` documents
+(pseudo-relevance feedback)."""
 PRF_DOCS = 3
+
+DEFAULT_WEIGHTS: dict[str, float] = {"bm25_excess": 0.5, "dense": 0.2, "top2": 0.3}
+"""The grid-search optimum (step 0.1 on the simplex) of the mean nDCG@10 over SciFact train,
+CACM test and the demo catalog's judged queries, the same weights when fitted on any two of
+them (``python -m bench.fusion_collections``)."""
+SCIFACT_WEIGHTS: dict[str, float] = {"bm25": 0.2, "dense": 0.2, "best": 0.4, "coverage": 0.2}
+"""The former default, fitted on SciFact train alone (``python -m bench.enhance``); it does not
+carry over to the other collections."""
 
 
 @dataclass(frozen=True)
 class EnhanceSettings:
-    weights: dict[str, float] = field(
-        default_factory=lambda: {"bm25": 0.2, "dense": 0.2, "best": 0.4, "coverage": 0.2}
-    )
-    """Weight of each z-scored feature (names from :data:`FEATURES`; missing ones weigh 0).
-
-    The default is the grid-search optimum (step 0.1 on the simplex) on SciFact train, the same
-    in each of 5 cross-validation folds; adding the top-2 mean, the title cosine, the fused
-    semantic score or soft-max pooling gained nothing held out (``python -m bench.enhance``)."""
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    """Weight of each z-scored feature (names from :data:`FEATURES`; missing ones weigh 0)."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.weights) - set(FEATURES))
@@ -128,6 +136,7 @@ class EnhancedRanker:
         ps = passage_scores(layout.sims, layout.pairs, layout.offsets, layout.kinds)
         feats = {
             "bm25": bm25,
+            "bm25_excess": bm25_excess(bm25, query_bar(plan, view)).astype(np.float32),
             "dense": dense.astype(np.float32),
             "semantic": sem_scores,
             "best": ps.best,

@@ -22,9 +22,11 @@ import numpy as np
 import numpy.typing as npt
 
 from index.core.errors import QueryError
+from rankers.evidence import DENSE_SCALE, evidence
 from rankers.types import IdArray, ScoreArray
 
 __all__ = [
+    "CANDIDATE_FUSIONS",
     "FUSION_METHODS",
     "NORMS",
     "FusionError",
@@ -40,6 +42,8 @@ Float64Array = npt.NDArray[np.float64]
 Norm = Literal["minmax", "zscore", "max"]
 NORMS: tuple[str, ...] = ("minmax", "zscore", "max")
 FUSION_METHODS: tuple[str, ...] = ("rrf", "linear")
+CANDIDATE_FUSIONS: tuple[str, ...] = ("evidence", "linear", "rrf")
+"""What :func:`fuse_candidates` (the semantic phase) accepts: ``evidence`` is the default."""
 
 
 class FusionError(QueryError, ValueError):
@@ -231,13 +235,27 @@ def fuse_candidates(
     dense_weight: float,
     norm: str,
     rrf_k: float,
+    *,
+    bar: float = 0.0,
+    dense_scale: float = DENSE_SCALE,
 ) -> tuple[IdArray, ScoreArray]:
-    """Candidates that each have both scores, fused, best first (equal scores: lower id)."""
+    """Candidates that each have both scores, fused, best first (equal scores: lower id).
+
+    "evidence": :func:`rankers.evidence.evidence` (BM25 beyond ``bar`` plus ``dense_scale``
+    times the cosine); "linear": ``dense_weight`` of the normalized cosine plus the rest of the
+    normalized BM25; "rrf": the two candidate orders, weighted the same way."""
     w = dense_weight
     if method == "rrf":
         lists = [cand[np.argsort(-bm25, kind="stable")], cand[np.argsort(-cos, kind="stable")]]
         return fuse("rrf", lists, weights=[1.0 - w, w], k=rrf_k)
-    # Every candidate has both scores: fuse the aligned arrays directly.
-    fused = linear_aligned([bm25, cos], [1.0 - w, w], norm=norm)
+    if method == "evidence":
+        fused = evidence(bm25, cos, bar, dense_scale)
+    elif method == "linear":
+        # Every candidate has both scores: fuse the aligned arrays directly.
+        fused = linear_aligned([bm25, cos], [1.0 - w, w], norm=norm)
+    else:
+        raise FusionError(
+            f"fusion method {method!r} is unknown; use one of {', '.join(CANDIDATE_FUSIONS)}"
+        )
     order = np.lexsort((cand, -fused))
     return cand[order], fused[order].astype(np.float32)

@@ -3,7 +3,9 @@
 The candidates are the union of the keyword top-N and the nearest-neighbour top-N. Every
 candidate gets both of its scores exactly (its BM25 score by binary search in the postings of
 the query terms, its cosine from the memory-mapped vectors), so fusion never has to guess a
-missing score.
+missing score. The default fusion is :mod:`rankers.evidence` (BM25 beyond what one query word
+gives, plus the scaled cosine); the former fixed 0.5/0.5 z-score sum is
+``FusionSettings(method="linear")``.
 """
 
 from __future__ import annotations
@@ -18,25 +20,30 @@ from index.core.errors import QueryError
 from index.core.types import F32, I64
 from index.snapshot import Snapshot
 from index.vectors import VectorIndex, load_vector_index
-from rankers.fusion import fuse_candidates, previous_ranks
+from rankers.evidence import DENSE_SCALE, word_bar
+from rankers.fusion import CANDIDATE_FUSIONS, fuse_candidates, previous_ranks
 from rankers.keyword import KeywordRanker, QueryPlan
 from rankers.segment import SegmentView
 from rankers.snapshot_segment import SnapshotSegment
 from rankers.types import KeywordResult
 
-__all__ = ["FusionSettings", "SemanticRanker", "SemanticResult"]
+__all__ = ["FusionSettings", "SemanticRanker", "SemanticResult", "query_bar"]
 
 
-FUSION_METHODS = ("linear", "rrf")
+FUSION_METHODS = CANDIDATE_FUSIONS
 
 
 @dataclass(frozen=True)
 class FusionSettings:
-    method: str = "linear"
+    method: str = "evidence"
+    """"evidence" (BM25 beyond the query's word bar plus ``dense_scale`` times the cosine),
+    "linear" (normalized scores, ``dense_weight``) or "rrf"."""
     dense_weight: float = 0.5
     """Share of the dense score in linear fusion, or of the dense list in RRF."""
     norm: str = "zscore"
     rrf_k: float = 60.0
+    dense_scale: float = DENSE_SCALE
+    """BM25 nats one unit of cosine is worth in evidence fusion."""
     candidates: int = 100
     """Depth of each candidate list (keyword and nearest neighbours)."""
 
@@ -45,6 +52,8 @@ class FusionSettings:
             raise QueryError(f"fusion {self.method!r} is unknown; use one of {FUSION_METHODS}")
         if not 0.0 <= self.dense_weight <= 1.0:
             raise QueryError(f"dense_weight must be within [0, 1], got {self.dense_weight}")
+        if not (np.isfinite(self.dense_scale) and self.dense_scale > 0):
+            raise QueryError(f"dense_scale must be finite and > 0, got {self.dense_scale}")
         if self.candidates < 1:
             raise QueryError(f"candidates must be at least 1, got {self.candidates}")
 
@@ -114,7 +123,9 @@ class SemanticRanker:
             bm25 = view.gather(cand, lambda seg, rows: seg.bm25(plan, view, rows))
         cos = view.gather(cand, lambda seg, rows: (seg.vectors(rows) @ q).astype(np.float32))
         f = self.fusion
-        ids, scores = fuse_candidates(cand, bm25, cos, f.method, f.dense_weight, f.norm, f.rrf_k)
+        bar = query_bar(plan, view) if f.method == "evidence" else 0.0
+        ids, scores = fuse_candidates(cand, bm25, cos, f.method, f.dense_weight, f.norm, f.rrf_k,
+                                      bar=bar, dense_scale=f.dense_scale)
         ids, scores = ids[:k], scores[:k].astype(np.float32)
         return SemanticResult(ids, scores, previous_ranks(ids, keyword.docs[:k]))
 
@@ -130,3 +141,13 @@ class SemanticRanker:
         plan = self.keyword.plan(query, prefix=prefix)
         candidates = self.keyword.run(plan, self.fusion.candidates)
         return self.fuse(plan, candidates, self.encoder.encode_query(query), k)
+
+
+def query_bar(plan: QueryPlan, view: SegmentView) -> float:
+    """The query's word bar (:func:`rankers.evidence.word_bar`), the idf taken over the live
+    corpus of ``view`` (document frequencies summed over its segments, as for coverage)."""
+    if not plan.words:
+        return 0.0
+    words = [w for w, _ in plan.words]
+    weights = np.asarray([w for _, w in plan.words], dtype=np.float64)
+    return word_bar(weights * view.idf(words), weights)

@@ -18,7 +18,7 @@ from index.passages import SENTENCE, TITLE, quantize
 from index.snapshot import BuildOptions, Snapshot, load_snapshot, write_snapshot
 from index.sources import open_source
 from index.vector_params import VectorOptions
-from rankers.enhance import EnhancedRanker, EnhanceSettings
+from rankers.enhance import DEFAULT_WEIGHTS, SCIFACT_WEIGHTS, EnhancedRanker, EnhanceSettings
 from rankers.features import (
     combine,
     gather_segments,
@@ -120,6 +120,13 @@ def test_unknown_feature_is_refused() -> None:
         EnhanceSettings(weights={"pagerank": 1.0})
 
 
+def test_default_and_former_weights_are_settings() -> None:
+    assert EnhanceSettings().weights == DEFAULT_WEIGHTS
+    assert EnhanceSettings(weights=SCIFACT_WEIGHTS).weights == SCIFACT_WEIGHTS
+    for weights in (DEFAULT_WEIGHTS, SCIFACT_WEIGHTS):
+        assert sum(weights.values()) == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize(
     ("text", "query", "expected"),
     [
@@ -166,7 +173,7 @@ def test_catalog_has_passages(catalog: Snapshot) -> None:
 @pytest.mark.model
 def test_rerank_returns_docs_scores_moves_and_marked_highlights(catalog: Snapshot) -> None:
     from index.core.encoder import Encoder, EncoderConfig
-    from rankers.semantic import SemanticRanker
+    from rankers.semantic import SemanticRanker, query_bar
 
     keyword = KeywordRanker(catalog)
     encoder = Encoder.load(EncoderConfig(kind="int8"))
@@ -190,6 +197,12 @@ def test_rerank_returns_docs_scores_moves_and_marked_highlights(catalog: Snapsho
     assert plain in stored.text  # a span of the body, read from the blob
     empty = enhanced.rerank("", plan, kw, vector, semantic.fuse(plan, kw, vector, 0), 5)
     assert empty.docs.size == 0 and empty.highlights == ()
+    # The keyword evidence feature is BM25 beyond the query's word bar, as in the fusion.
+    feats = enhanced.features(plan, kw, vector, sem).features
+    bar = query_bar(plan, enhanced.view)
+    assert bar > 0
+    np.testing.assert_allclose(feats["bm25_excess"], np.maximum(feats["bm25"] - bar, 0),
+                               rtol=1e-6, atol=1e-6)
 
 
 def _dataset(folder: Path) -> Path:

@@ -228,7 +228,7 @@ def test_semantic_phase_sees_delta_documents_once_embedded(
     encoder = FakeEncoder()
     # Dense scores only, every document a candidate: the fused order is the exact cosine
     # order over the live corpus, which the fresh build gives too.
-    fusion = FusionSettings(dense_weight=1.0, candidates=1000)
+    fusion = FusionSettings(method="linear", dense_weight=1.0, candidates=1000)
     keyword = KeywordRanker(snap)
     semantic, search = SemanticRanker(snap, keyword, encoder, fusion), LiveSearch(live, keyword)
     reference = SemanticRanker(fresh, KeywordRanker(fresh), encoder, fusion)

@@ -12,8 +12,9 @@ from index.core.errors import QueryError
 from index.snapshot import BuildOptions, Snapshot, load_snapshot, write_snapshot
 from index.sources import open_source
 from index.vector_params import VectorOptions
+from rankers.evidence import DENSE_SCALE
 from rankers.keyword import KeywordRanker
-from rankers.semantic import FusionSettings, SemanticRanker
+from rankers.semantic import FusionSettings, SemanticRanker, query_bar
 
 SAMPLE = Path(__file__).resolve().parents[2] / "app" / "data" / "sample.jsonl"
 pytestmark = pytest.mark.model
@@ -66,8 +67,8 @@ def test_fusion_keeps_keyword_matches_and_reports_moves(semantic: SemanticRanker
     assert previous[0] >= 0  # it was already in the keyword results
 
 
-@pytest.mark.parametrize("method", ["linear", "rrf"])
-def test_both_fusions_rank_the_obvious_answer_first(
+@pytest.mark.parametrize("method", ["evidence", "linear", "rrf"])
+def test_every_fusion_ranks_the_obvious_answer_first(
     catalog: Snapshot, encoder: Encoder, method: str
 ) -> None:
     ranker = SemanticRanker(catalog, KeywordRanker(catalog), encoder, FusionSettings(method))
@@ -88,6 +89,37 @@ def test_bad_fusion_settings_are_refused() -> None:
         FusionSettings(method="borda")
     with pytest.raises(QueryError, match="dense_weight"):
         FusionSettings(dense_weight=1.5)
+    for scale in (0.0, -1.0, float("inf")):
+        with pytest.raises(QueryError, match="dense_scale"):
+            FusionSettings(dense_scale=scale)
+    assert FusionSettings().method == "evidence"
+
+
+def test_query_bar_is_the_mean_idf_of_the_query_words(semantic: SemanticRanker) -> None:
+    keyword, view = semantic.keyword, semantic.view
+    plan = keyword.plan("waterproof jacket")
+    words = [w for w, _ in plan.words]
+    assert len(words) == 2
+    assert query_bar(plan, view) == pytest.approx(float(np.mean(view.idf(words))), rel=1e-6)
+    # A word typed twice weighs twice in BM25, but is still one word.
+    twice = keyword.plan("jacket jacket")
+    assert query_bar(twice, view) == pytest.approx(query_bar(keyword.plan("jacket"), view))
+    assert query_bar(keyword.plan("zzzzqqq"), view) == 0.0  # no known word, no bar
+
+
+def test_fused_scores_are_bm25_beyond_the_bar_plus_the_scaled_cosine(
+    semantic: SemanticRanker,
+) -> None:
+    query = "waterproof jacket for rainy hikes"
+    plan = semantic.keyword.plan(query)
+    kw = semantic.keyword.run(plan, 100)
+    q = semantic.encoder.encode_query(query)
+    res = semantic.fuse(plan, kw, q, 20)
+    assert kw.all_scores is not None
+    bm25 = kw.all_scores[res.docs]
+    cos = semantic.vectors[res.docs] @ q
+    want = np.maximum(bm25 - query_bar(plan, semantic.view), 0) + DENSE_SCALE * cos
+    np.testing.assert_allclose(res.scores, want, rtol=1e-5, atol=1e-5)
 
 
 def test_eval_reports_every_phase(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
