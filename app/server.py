@@ -8,6 +8,7 @@ which Starlette copies into every request. Nothing lives in module globals.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -156,9 +157,18 @@ def make_follows(settings: Settings, engine: Engine, metrics: Metrics
 def _from_thread(announce: Callable[[int], Coroutine[Any, Any, None]]) -> Callable[[int], None]:
     """`announce(seq)` run on this event loop, callable from the index work's thread."""
     loop = asyncio.get_running_loop()
+    running: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
+
+    def start(seq: int) -> None:
+        task = loop.create_task(announce(seq))
+        running.add(task)
+        task.add_done_callback(running.discard)
 
     def call(seq: int) -> None:
-        asyncio.run_coroutine_threadsafe(announce(seq), loop)
+        # The coroutine is made on the loop, so a loop that has closed meanwhile (the server
+        # stopped while the index work ran) leaves none unawaited.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(start, seq)
 
     return call
 
