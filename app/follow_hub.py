@@ -275,6 +275,7 @@ class FollowHub:
         self._seen = max(self._seen, seq)
         rerun |= self._gate(rankers, {k: follows[k] for k in gated}, write)
         rerun |= {k for k in self._near(rankers, write.embedded) if k in follows}
+        rerun |= self._embedded_by_words(rankers, follows, write)
         self.matched += len(rerun)
         out = []
         for key in rerun:
@@ -314,6 +315,26 @@ class FollowHub:
         entering = self.weights.entering(scores, int(docs.size))
         rerun |= set(plain) & entering
         return rerun
+
+    def _embedded_by_words(self, rankers: Rankers, follows: dict[int, Follow], write: _Write
+                           ) -> set[int]:
+        """The follows ranked by a semantic phase that a newly embedded document can enter by
+        its words: their fusion counts its BM25 too, so one whose cosine stays under the bar
+        may still come in. Gated like keyword follows (it enters their keyword top k), with
+        the document's terms; a document written in the same batch was gated already."""
+        later = [i for i in write.embedded if i not in write.terms]
+        if not later or not len(self.vectors):
+            return set()
+        analyzer = rankers.keyword.analyzer
+        terms = {}
+        for doc_id in later:
+            doc = self.engine.document(doc_id)
+            if doc is not None:
+                terms[doc_id] = frozenset(analyzer.terms(f"{doc.title} {doc.text}"))
+        words = _Write(terms, frozenset())
+        by_term, _ = self.percolator.candidates(words.all_terms, ())
+        ranked = {k: follows[k] for k in by_term if k in follows and follows[k].vector is not None}
+        return self._gate(rankers, ranked, words) if ranked else set()
 
     def _near(self, rankers: Rankers, embedded: frozenset[str]) -> set[int]:
         """The follows ranked by a semantic phase that a newly embedded document can enter:
