@@ -48,6 +48,10 @@ class Ranked:
     bar: float = -1.0
     """The lowest cosine between the query and a shown document (-1: fewer than k shown with
     vectors), which a newly embedded document must pass to be worth a re-run."""
+    floor: float | None = None
+    """For a follow ranked by the semantic phase, its k-th fused score (None: fewer than k,
+    or another phase): a newly embedded document whose BM25 plus scaled cosine stays under it
+    cannot enter (the fusion counts only part of the BM25)."""
 
 
 def update_payload(ranked: Ranked, sent: tuple[str, ...], rewritten: frozenset[str],
@@ -85,6 +89,8 @@ class Follow:
         self.ranked = ranked
         """The keyword ranking the matcher last computed (its k-th score is the bar)."""
         self.kth: float | None = None
+        self.floor: float | None = None
+        """The k-th fused score, for a follow of the semantic phase (`Ranked.floor`)."""
         self.words: tuple[tuple[str, float], ...] = ()
         self.unplanned: frozenset[str] = frozenset()
         self.known = False

@@ -240,6 +240,7 @@ class FollowHub:
             if follow is None or not follow.armed:
                 continue
             follow.kth, follow.words, follow.unplanned = ranked.kth, ranked.words, ranked.unplanned
+            follow.floor = ranked.floor
             follow.known = True
             self.weights.weigh(key, ranked.words, ranked.kth)
             follow.ranked = ranked.keyword_ids
@@ -319,22 +320,48 @@ class FollowHub:
     def _embedded_by_words(self, rankers: Rankers, follows: dict[int, Follow], write: _Write
                            ) -> set[int]:
         """The follows ranked by a semantic phase that a newly embedded document can enter by
-        its words: their fusion counts its BM25 too, so one whose cosine stays under the bar
-        may still come in. Gated like keyword follows (it enters their keyword top k), with
-        the document's terms; a document written in the same batch was gated already."""
-        later = [i for i in write.embedded if i not in write.terms]
-        if not later or not len(self.vectors):
+        its words as well as its meaning (their fusion counts its BM25 too, so one whose
+        cosine stays under the bar may still come in). A follow of the semantic phase, whose
+        fused score is BM25 beyond a bar plus a scaled cosine, is re-run when the document's
+        whole BM25 for its query plus its scaled cosine passes its k-th fused score (`floor`);
+        an enhanced one when the document enters its keyword top k (`_gate`)."""
+        live, view = rankers.live, rankers.view()
+        if not write.embedded or not len(self.vectors) or live is None or view is None:
             return set()
         analyzer = rankers.keyword.analyzer
-        terms = {}
-        for doc_id in later:
+        terms: dict[str, frozenset[str]] = {}
+        for doc_id in write.embedded:
             doc = self.engine.document(doc_id)
             if doc is not None:
                 terms[doc_id] = frozenset(analyzer.terms(f"{doc.title} {doc.text}"))
         words = _Write(terms, frozenset())
         by_term, _ = self.percolator.candidates(words.all_terms, ())
         ranked = {k: follows[k] for k in by_term if k in follows and follows[k].vector is not None}
-        return self._gate(rankers, ranked, words) if ranked else set()
+        fusion = rankers.semantic.fusion if rankers.semantic is not None else None
+        fused = {k: f for k, f in ranked.items()
+                 if f.phase == "semantic" and f.floor is not None and f.known
+                 and not f.params.sort and not f.unplanned and fusion is not None
+                 and fusion.method == "evidence"}
+        rerun = self._gate(rankers, {k: f for k, f in ranked.items() if k not in fused}, words)
+        numbers = [live.lookup(doc_id) for doc_id in terms]
+        docs = np.asarray([n for n in numbers if n is not None], dtype=np.int64)
+        docs = docs[view.embedded(docs)] if docs.size else docs
+        if not fused or docs.size == 0 or fusion is None:
+            return rerun
+        scores = term_scores(view, self.percolator.indexed(words.all_terms), docs)
+        dim = self.vectors.dim
+        vectors = view.vectors(docs, dim)
+        for key, follow in fused.items():
+            assert follow.vector is not None and follow.floor is not None
+            bm25 = np.zeros(docs.size, dtype=np.float64)
+            for word, weight in follow.words:
+                found = scores.get(word)
+                if found is not None:
+                    bm25 += weight * found
+            best = bm25 + fusion.dense_scale * (vectors @ follow.vector)
+            if float(best.max()) * (1 + 1e-4) > follow.floor:
+                rerun.add(key)
+        return rerun
 
     def _near(self, rankers: Rankers, embedded: frozenset[str]) -> set[int]:
         """The follows ranked by a semantic phase that a newly embedded document can enter:
@@ -386,8 +413,11 @@ class FollowHub:
             payload = self.engine.semantic_payload(params, deep, vector)
         hits = [{k: v for k, v in hit.items() if k != "previous_rank"} for hit in payload["hits"]]
         ids = tuple(h["id"] for h in hits)
+        floor = None
+        if follow.phase == "semantic" and len(hits) >= params.k and not params.sort:
+            floor = min(float(h["score"]) for h in hits)
         return replace(ranked, ids=ids, hits=hits, phase=follow.phase,
-                       bar=self._bar(rankers, ids, vector, params.k))
+                       bar=self._bar(rankers, ids, vector, params.k), floor=floor)
 
     def _drop_unarmed(self) -> None:
         """Release follows reserved for a stream that never started (its client left before
