@@ -115,6 +115,9 @@ class FollowHub:
         self._clients: Counter[str] = Counter()
         self._next = 0
         self._dirty: set[int] = set()
+        self._held: dict[int, set[str]] = {}
+        """Per follow ranked by a semantic phase, shown ids rewritten and waiting for their
+        vectors (`_touched`)."""
         self._wake = asyncio.Event()
         live = engine.rankers.live
         self._seen = live.seq if live is not None else 0
@@ -184,6 +187,7 @@ class FollowHub:
         self.vectors.remove(follow.key)
         self.weights.remove(follow.key)
         self._dirty.discard(follow.key)
+        self._held.pop(follow.key, None)
         self._clients[follow.client] -= 1
         if self._clients[follow.client] <= 0:
             del self._clients[follow.client]
@@ -271,21 +275,63 @@ class FollowHub:
                 changes, rerun = [], set(follows)
             write = _Write.of(changes, rankers)
             by_term, by_id = self.percolator.candidates(write.all_terms, write.ids)
-            rerun |= {k for k in by_id if k in follows}
-            gated = {k for k in by_term if k in follows} - rerun
+            rerun |= self._touched(rankers, follows, by_id, write)
+            # A follow ranked by a semantic phase takes a document in once it has vectors:
+            # its words are matched then (`_embedded_by_words`), not now.
+            gated = {k for k in by_term if k in follows and follows[k].vector is None} - rerun
         self._seen = max(self._seen, seq)
         rerun |= self._gate(rankers, {k: follows[k] for k in gated}, write)
         rerun |= {k for k in self._near(rankers, write.embedded) if k in follows}
         rerun |= self._embedded_by_words(rankers, follows, write)
+        embedded_again: dict[int, set[str]] = {}
+        for key, ids in list(self._held.items()):
+            done = ids & write.embedded
+            if done and key in follows:
+                embedded_again[key] = done
+                rerun.add(key)
+                ids -= done
+            if not ids or key not in self._follows:
+                self._held.pop(key, None)  # (`close` may pop it meanwhile, on the loop)
         self.matched += len(rerun)
         out = []
         for key in rerun:
             follow = follows[key]
             ranked = self._rank(rankers, follow, seq)
-            rewritten = frozenset(set(write.terms) & set(follow.shown) & set(ranked.ids))
+            again = embedded_again.get(key, set())
+            rewritten = frozenset(
+                ((set(write.terms) & set(follow.shown)) | again) & set(ranked.ids))
             if rewritten:
                 ranked = replace(ranked, rewritten=rewritten)
             out.append((key, ranked))
+        return out
+
+    def _touched(self, rankers: Rankers, follows: dict[int, Follow], by_id: set[int],
+                 write: _Write) -> set[int]:
+        """The follows to re-run because a write touched an id they show. A keyword follow is
+        re-run at once. One ranked by a semantic phase is re-run when a shown document was
+        deleted, or rewritten with its vectors already; a shown document rewritten without
+        them is held (`_held`) until they are stored, then re-run and marked `changed`, so it
+        does not leave the list and come back as new meanwhile."""
+        live, view = rankers.live, rankers.view()
+        out: set[int] = set()
+        for key in by_id:
+            follow = follows.get(key)
+            if follow is None:
+                continue
+            if follow.vector is None or live is None or view is None:
+                out.add(key)
+                continue
+            shown = write.ids & set(follow.shown)
+            rewritten = shown & set(write.terms)
+            if shown - rewritten:  # deleted
+                out.add(key)
+            numbers = [live.lookup(i) for i in rewritten]
+            ready = {i for i, n in zip(rewritten, numbers, strict=True)
+                     if n is not None and bool(view.embedded(np.array([n], np.int64))[0])}
+            if ready:
+                out.add(key)
+            if rewritten - ready:
+                self._held.setdefault(key, set()).update(rewritten - ready)
         return out
 
     def _gate(self, rankers: Rankers, follows: dict[int, Follow], write: _Write) -> set[int]:

@@ -80,3 +80,31 @@ def test_a_browsing_follow_is_updated_although_its_semantic_phases_rank_nothing(
                 h["id"] for h in events[0].data["hits"]]
         finally:
             follower.close()
+
+
+def test_a_rewritten_hit_of_a_semantic_follow_is_marked_changed_not_removed_then_new(
+    root: Path, tmp_path: Path, http: httpx.Client
+) -> None:
+    """Regression: a shown document rewritten had no vectors until embedded again, so the
+    follow's next ranking dropped it (`removed`) and the one after brought it back as
+    `added`. It is now held until its vectors are stored, then marked `changed`."""
+    with running_server(root, tmp_path / "s.log", env={
+        "PROGSEARCH_API_KEY": KEY, "PROGSEARCH_PRECOMPUTE_TOP": "0",
+    }) as s:
+        s.wait_ready(http)
+        follower = Follower(s.url, QUERY)
+        try:
+            done = follower.next("done", timeout=60)
+            assert done.data["errors"] == [], done.data
+            _, events = read_stream(http, f"{s.url}/search/stream?q={QUERY['q']}&k=20")
+            shown = [h["id"] for h in events[-2].data["hits"]]
+            target = shown[0]
+            old = http.get(f"{s.url}/documents/{target}").json()
+            write(http, s.url, KEY, {**{k: old[k] for k in ("id", "title")},
+                                     "text": old["text"] + " Now with taped seams."})
+            update = follower.next("update", timeout=120)
+            assert target in update.data["changed"], update.data
+            assert target not in update.data["removed"] + update.data["added"], update.data
+            assert http.get(f"{s.url}/documents/{target}").json()["embedded"]
+        finally:
+            follower.close()
