@@ -73,6 +73,9 @@ log = logging.getLogger(__name__)
 SORT_DEPTH = 1000
 """With a sort, the keyword event orders this many of the most relevant matches by it."""
 
+MODEL_POLL = 0.05
+"""Seconds between two looks at the enhanced model's pointer (``ROOT/models/CURRENT``)."""
+
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 
@@ -177,6 +180,8 @@ class KeywordState:
 
 
 class Engine:
+    model_poll = MODEL_POLL
+
     def __init__(self, snapshot: Snapshot, *, encoder: str = "int8", encoder_threads: int = 1,
                  candidates: int = 100, source: LiveSource | None = None,
                  models: Path | None = None) -> None:
@@ -185,6 +190,7 @@ class Engine:
         """The index root whose ``models/`` holds the enhanced phase's model (None: none)."""
         self.model: InstalledModel | None = None
         self._model_mtime: int | None = None
+        self._model_checked = time.monotonic()
         self._load_model()
         live = source.current() if source is not None else None
         if live is not None:
@@ -240,6 +246,33 @@ class Engine:
         self.model = model
         return True
 
+    def _model_due(self) -> bool:
+        """Whether it is time to look at the model's pointer again (every `MODEL_POLL` s,
+        as `LiveSource` looks at ``CURRENT``: a stat, about 2 us)."""
+        if self.models is None:
+            return False
+        now = time.monotonic()
+        if now - self._model_checked < self.model_poll:
+            return False
+        self._model_checked = now
+        return True
+
+    def _model_moved(self) -> bool:
+        assert self.models is not None
+        return pointer_mtime(self.models) != self._model_mtime
+
+    def _refresh_model(self) -> None:
+        """A newly installed model, in the rankers of the next requests (a request that
+        started keeps the rankers it took)."""
+        with self._lock:
+            if not self._load_model():
+                return
+            enhanced = self.rankers.enhanced
+            if enhanced is not None:
+                self.rankers = replace(
+                    self.rankers, enhanced=enhanced.with_settings(self._enhance_settings()))
+            log.info("enhanced phase ranking with %s", self.model_version)
+
     @property
     def model_version(self) -> str:
         """The enhanced phase's installed model (``default``: the default weights)."""
@@ -254,7 +287,10 @@ class Engine:
 
     # -- the current index --------------------------------------------------------------
     def refresh(self) -> Rankers:
-        """The rankers with every change logged so far applied (call once per request)."""
+        """The rankers with every change logged so far applied, and the enhanced phase's
+        model as installed now (call once per request)."""
+        if self._model_due():
+            self._refresh_model()
         source = self.source
         if source is None:
             return self.rankers
@@ -272,6 +308,8 @@ class Engine:
     async def refresh_async(self) -> Rankers:
         """`refresh` for the event loop: applying writes (analysis) or loading a new version
         (its rankers) runs on a thread, so other requests never wait for it."""
+        if self._model_due() and self._model_moved():
+            await anyio.to_thread.run_sync(self._refresh_model)
         source = self.source
         if source is None or not source.stale():
             return self.rankers

@@ -12,6 +12,7 @@ words that match a query term (after stemming) in ``<mark>`` (:mod:`rankers.high
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -187,6 +188,12 @@ class EnhancedRanker:
             np.asarray(rows, dtype=np.int64),
         )
 
+
+    def with_settings(self, settings: EnhanceSettings) -> EnhancedRanker:
+        """The same ranker over the same loaded arrays, ranking with ``settings``."""
+        other = copy.copy(self)
+        other.settings = settings
+        return other
 
     @property
     def version(self) -> str:

@@ -252,3 +252,38 @@ def test_the_cache_key_of_the_enhanced_phase_changes_with_the_model(root: Path) 
     assert after[KEYWORD.name] == before[KEYWORD.name]
     assert after[ENHANCED.name] != before[ENHANCED.name]
     assert engine.model_version in after[ENHANCED.name]
+
+
+def test_a_running_engine_picks_up_a_newly_installed_model(root: Path) -> None:
+    engine = Engine.open(root)  # live, as a server or a worker opens it
+    assert engine.source is not None
+    engine.load_encoder()
+    engine.model_poll = 0.0
+    assert engine.refresh().enhanced is not None
+    assert engine.refresh().enhanced.version == "default"  # type: ignore[union-attr]
+    version = install_model(root, LinearModel({"title": 1.0}))
+    enhanced = engine.refresh().enhanced
+    assert enhanced is not None and enhanced.version == version
+    assert engine.model_version == version
+    params = search_params({"q": "rain jacket", "k": "5"}, Settings())
+    payload = engine.enhanced_payload(params, engine.encode("rain jacket"))
+    assert payload["hits"]  # ranked by the new model over the same loaded arrays
+
+
+@pytest.mark.anyio
+async def test_refresh_async_picks_up_a_new_model_on_a_thread(root: Path) -> None:
+    engine = Engine.open(root)
+    engine.load_encoder()
+    engine.model_poll = 0.0
+    version = install_model(root, LinearModel({"dense": 1.0}))
+    rankers = await engine.refresh_async()
+    assert rankers.enhanced is not None and rankers.enhanced.version == version
+
+
+def test_a_broken_new_model_keeps_the_loaded_one(root: Path) -> None:
+    version = install_model(root, LinearModel({"title": 1.0}))
+    engine = Engine.open(root)
+    engine.model_poll = 0.0
+    (root / MODELS / POINTER).write_text("enhanced-missing.json\n")
+    engine.refresh()
+    assert engine.model_version == version
