@@ -119,6 +119,17 @@ def _parser() -> argparse.ArgumentParser:
         help="query encoder of the semantic phases",
     )
 
+    tu = sub.add_parser("tune", help="fit the enhanced phase's ranking to BEIR judgements "
+                        "(cross-validated by query; installed only when it beats the default)")
+    tu.add_argument("index", type=Path, help="an index root (the model goes in ROOT/models)")
+    tu.add_argument("--dataset", type=Path, required=True)
+    tu.add_argument("--split", default="train")
+    tu.add_argument("--model", default="linear", help="linear (default) or lambdamart")
+    tu.add_argument("--folds", type=int, default=5)
+    tu.add_argument("--seed", type=int, default=0)
+    tu.add_argument("--dry-run", action="store_true",
+                    help="cross-validate and report, install nothing")
+
     sv = sub.add_parser("serve", help="serve an index over HTTP: JSON and the SSE stream")
     sv.add_argument("index", type=Path, nargs="?",
                     help="default: $PROGSEARCH_INDEX, else the built-in demo catalog")
@@ -350,9 +361,54 @@ def _eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results))
         return 0
-    print(f"{'phase':<10}" + "".join(f"{m:>12}" for m in METRICS))
+    width = max(10, *(len(p) + 2 for p in results))
+    print(f"{'phase':<{width}}" + "".join(f"{m:>12}" for m in METRICS))
     for phase, metrics in results.items():
-        print(f"{phase:<10}" + "".join(f"{metrics[m]:>12.4f}" for m in METRICS))
+        print(f"{phase:<{width}}" + "".join(f"{metrics[m]:>12.4f}" for m in METRICS))
+    if engine.model is not None:
+        print(f"enhanced: installed model {engine.model_version}")
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from app.beir import split_queries
+    from app.phases import ENHANCED, PHASES
+    from app.phases.bare import open_engine, ready_phases
+    from app.tune import check_folds, check_ids, check_options, collect, needs_root, tune
+    from rankers.model_store import install_model
+
+    check_options(args.model, args.folds)
+    if not args.dry_run:
+        needs_root(args.index)
+    queries, qrels = split_queries(args.dataset, args.split)
+    judged_ids = [q for q in queries if any(g > 0 for g in qrels[q].values())]
+    check_folds(args.folds, len(judged_ids))
+    engine = open_engine(args.index, PHASES.until(ENHANCED.name))
+    ready_phases(engine, [ENHANCED], strict=True)
+    check_ids(engine, qrels)
+    started = time.perf_counter()
+    judged = collect(engine, {q: queries[q] for q in judged_ids}, qrels)
+    print(f"{len(judged)} judged queries, features in {time.perf_counter() - started:.1f} s; "
+          f"{args.model}, {args.folds} folds, seed {args.seed}")
+    report = tune(judged, args.model, args.folds, args.seed)
+    print(f"{'fold':<6}{'default':>10}{args.model:>12}  fitted")
+    for i, (d, f, note) in enumerate(zip(report.default, report.fitted, report.notes,
+                                         strict=True)):
+        print(f"{i + 1:<6}{d:>10.4f}{f:>12.4f}  {note}")
+    mean_d, mean_f = float(np.mean(report.default)), float(np.mean(report.fitted))
+    print(f"{'mean':<6}{mean_d:>10.4f}{mean_f:>12.4f}  held-out nDCG@10")
+    if not report.better:
+        print(f"not installed: {args.model} ({mean_f:.4f}) does not beat the default "
+              f"({mean_d:.4f}) on the held-out folds; the default stays")
+        return 0
+    if args.dry_run:
+        print(f"{args.model} beats the default by {mean_f - mean_d:+.4f}; --dry-run: not installed")
+        return 0
+    version = install_model(args.index, report.model)
+    print(f"installed {version} (fitted on all {len(judged)} queries) in {args.index}/models; "
+          f"it beats the default by {mean_f - mean_d:+.4f}")
     return 0
 
 
@@ -431,8 +487,8 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "index": _index, "search": _search, "eval": _eval, "verify": _verify, "serve": _serve,
-    "worker": _worker, "query": _query, "precompute": _precompute,
+    "index": _index, "search": _search, "eval": _eval, "tune": _tune, "verify": _verify,
+    "serve": _serve, "worker": _worker, "query": _query, "precompute": _precompute,
 }
 
 

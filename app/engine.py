@@ -39,7 +39,7 @@ from app.payloads import (
     query_payload,
     structured_payload,
 )
-from index.core.errors import QueryError
+from index.core.errors import ModelError, QueryError
 from index.core.types import Document
 from index.snapshot import CURRENT, Snapshot, load_snapshot
 from rankers.delta_segment import live_view
@@ -47,6 +47,7 @@ from rankers.facets import FacetCounts, count_facets
 from rankers.fusion import previous_ranks
 from rankers.keyword import KeywordRanker, QueryPlan
 from rankers.live import LiveIndex
+from rankers.model_store import InstalledModel, load_model, pointer_mtime
 from rankers.segment import SegmentView
 from rankers.structured import (
     Structured,
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
     # Imported where the encoder loads, on its thread: FAISS and the rest of the semantic
     # stack stay out of the start-up path, which answers keyword queries at once.
     from index.core.encoder import Encoder
-    from rankers.enhance import EnhancedRanker
+    from rankers.enhance import EnhancedRanker, EnhanceSettings
     from rankers.live_source import LiveSource
     from rankers.semantic import SemanticRanker
 
@@ -71,6 +72,9 @@ log = logging.getLogger(__name__)
 
 SORT_DEPTH = 1000
 """With a sort, the keyword event orders this many of the most relevant matches by it."""
+
+MODEL_POLL = 0.05
+"""Seconds between two looks at the enhanced model's pointer (``ROOT/models/CURRENT``)."""
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -176,9 +180,18 @@ class KeywordState:
 
 
 class Engine:
+    model_poll = MODEL_POLL
+
     def __init__(self, snapshot: Snapshot, *, encoder: str = "int8", encoder_threads: int = 1,
-                 candidates: int = 100, source: LiveSource | None = None) -> None:
+                 candidates: int = 100, source: LiveSource | None = None,
+                 models: Path | None = None) -> None:
         self.source = source
+        self.models = models
+        """The index root whose ``models/`` holds the enhanced phase's model (None: none)."""
+        self.model: InstalledModel | None = None
+        self._model_mtime: int | None = None
+        self._model_checked = time.monotonic()
+        self._load_model()
         live = source.current() if source is not None else None
         if live is not None:
             snapshot = live.snapshot
@@ -202,16 +215,82 @@ class Engine:
         """Serve `path`: an index root live (with its delta log, when the folder is writable),
         or a version folder as it is."""
         path = Path(path)
-        if live and (path / CURRENT).is_file() and os.access(path, os.W_OK):
+        root = path if (path / CURRENT).is_file() else None
+        if live and root is not None and os.access(path, os.W_OK):
             from rankers.live_source import LiveSource
 
             snapshot = load_snapshot(path)
-            return cls(snapshot, source=LiveSource(path, snapshot=snapshot), **kwargs)
-        return cls(load_snapshot(path), **kwargs)
+            return cls(snapshot, source=LiveSource(path, snapshot=snapshot), models=root,
+                       **kwargs)
+        return cls(load_snapshot(path), models=root, **kwargs)
+
+    # -- the enhanced phase's model -------------------------------------------------------
+    def _load_model(self) -> bool:
+        """Load the installed model if its pointer moved since the last look (the first look
+        included); whether it did. A broken model keeps the one loaded (`ModelError` at
+        start, a logged error after)."""
+        if self.models is None:
+            return False
+        mtime = pointer_mtime(self.models)
+        if mtime == self._model_mtime:
+            return False
+        try:
+            model = load_model(self.models)
+        except ModelError:
+            if self._model_mtime is None and mtime is not None and self.model is None:
+                raise
+            log.exception("the enhanced phase's new model failed to load; keeping the old one")
+            self._model_mtime = mtime
+            return False
+        self._model_mtime = mtime
+        self.model = model
+        return True
+
+    def _model_due(self) -> bool:
+        """Whether it is time to look at the model's pointer again (every `MODEL_POLL` s,
+        as `LiveSource` looks at ``CURRENT``: a stat, about 2 us)."""
+        if self.models is None:
+            return False
+        now = time.monotonic()
+        if now - self._model_checked < self.model_poll:
+            return False
+        self._model_checked = now
+        return True
+
+    def _model_moved(self) -> bool:
+        assert self.models is not None
+        return pointer_mtime(self.models) != self._model_mtime
+
+    def _refresh_model(self) -> None:
+        """A newly installed model, in the rankers of the next requests (a request that
+        started keeps the rankers it took)."""
+        with self._lock:
+            if not self._load_model():
+                return
+            enhanced = self.rankers.enhanced
+            if enhanced is not None:
+                self.rankers = replace(
+                    self.rankers, enhanced=enhanced.with_settings(self._enhance_settings()))
+            log.info("enhanced phase ranking with %s", self.model_version)
+
+    @property
+    def model_version(self) -> str:
+        """The enhanced phase's installed model (``default``: the default weights)."""
+        return self.model.version if self.model is not None else "default"
+
+    def _enhance_settings(self) -> EnhanceSettings:
+        from rankers.enhance import EnhanceSettings
+
+        if self.model is None:
+            return EnhanceSettings()
+        return EnhanceSettings(model=self.model.model, model_version=self.model.version)
 
     # -- the current index --------------------------------------------------------------
     def refresh(self) -> Rankers:
-        """The rankers with every change logged so far applied (call once per request)."""
+        """The rankers with every change logged so far applied, and the enhanced phase's
+        model as installed now (call once per request)."""
+        if self._model_due():
+            self._refresh_model()
         source = self.source
         if source is None:
             return self.rankers
@@ -229,6 +308,8 @@ class Engine:
     async def refresh_async(self) -> Rankers:
         """`refresh` for the event loop: applying writes (analysis) or loading a new version
         (its rankers) runs on a thread, so other requests never wait for it."""
+        if self._model_due() and self._model_moved():
+            await anyio.to_thread.run_sync(self._refresh_model)
         source = self.source
         if source is None or not source.stale():
             return self.rankers
@@ -252,7 +333,8 @@ class Engine:
             return rankers
         semantic = SemanticRanker(snapshot, rankers.keyword, encoder,
                                   FusionSettings(candidates=self.candidates))
-        enhanced = EnhancedRanker(snapshot, rankers.keyword) if snapshot.has_passages else None
+        enhanced = (EnhancedRanker(snapshot, rankers.keyword, self._enhance_settings())
+                    if snapshot.has_passages else None)
         return replace(rankers, semantic=semantic, enhanced=enhanced)
 
     @property

@@ -6,7 +6,8 @@ and shared by concurrent identical requests, the metrics, and the cache write in
 background. What differs between phases is said by the phase objects (`app.phases`).
 
 A phase result is cached as the JSON of its payload, under
-`ps1:{index version}:{phase}:{k}:{query digest}`; query vectors under
+`ps1:{phase's cache version}:{phase}:{k}:{query digest}` (the index version, and for the
+enhanced phase its installed model's, `Phase.cache_version`); query vectors under
 `ps1:emb:{encoder fingerprint}:{query digest}`. A new index version makes the old phase
 entries unreachable without any scan, and they expire with their TTL.
 """
@@ -118,7 +119,8 @@ class Searcher:
         """The cache key of a phase's payload, or of the query vector for `EMBEDDING`."""
         if phase == EMBEDDING:
             return f"ps1:emb:{self.engine.encoder_fingerprint}:{params.digest}"
-        return f"ps1:{self.engine.version}:{phase}:{params.k}:{params.digest}"
+        version = self.phases[phase].cache_version(self.engine)
+        return f"ps1:{version}:{phase}:{params.k}:{params.digest}"
 
     def _background(self, work: Any) -> None:
         """Run a cache write in the background: the client does not wait for it."""

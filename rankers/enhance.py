@@ -12,9 +12,10 @@ words that match a query term (after stemming) in ``<mark>`` (:mod:`rankers.high
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -23,7 +24,7 @@ from index.core.errors import QueryError
 from index.core.types import F32, I64
 from index.snapshot import Snapshot
 from rankers.evidence import bm25_excess
-from rankers.features import combine, feedback_scores, passage_scores
+from rankers.features import FEATURES, combine, feedback_scores, passage_scores
 from rankers.fusion import previous_ranks
 from rankers.highlight import highlight_rows, mark_terms
 from rankers.keyword import KeywordRanker, QueryPlan
@@ -31,6 +32,9 @@ from rankers.segment import PassageLayout, Segment, SegmentView
 from rankers.semantic import SemanticResult, query_bar
 from rankers.snapshot_segment import SnapshotPassages, SnapshotSegment
 from rankers.types import KeywordResult
+
+if TYPE_CHECKING:
+    from rankers.learned import RankModel
 
 __all__ = [
     "DEFAULT_WEIGHTS",
@@ -41,18 +45,10 @@ __all__ = [
     "EnhancedRanker",
     "EnhancedResult",
     "coverage",
+    "score_candidates",
 ]
 
 
-FEATURES = (
-    "bm25", "bm25_excess", "dense", "semantic", "best", "best1", "top2", "title", "coverage", "prf",
-)
-"""Per-candidate features: keyword score, keyword score beyond the query's word bar
-(:mod:`rankers.evidence`), document cosine, the semantic phase's fused score, best passage
-cosine (title, sentences and sentence pairs), best single passage, mean of the two best single
-passages, title passage cosine, the idf-weighted share of the query's terms that the document
-contains, and the cosine to the centroid of the semantic phase's top :data:`PRF_DOCS` documents
-(pseudo-relevance feedback)."""
 PRF_DOCS = 3
 
 DEFAULT_WEIGHTS: dict[str, float] = {"bm25_excess": 0.5, "dense": 0.2, "top2": 0.3}
@@ -68,6 +64,10 @@ carry over to the other collections."""
 class EnhanceSettings:
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     """Weight of each z-scored feature (names from :data:`FEATURES`; missing ones weigh 0)."""
+    model: RankModel | None = None
+    """A fitted model (`progsearch tune`, :mod:`rankers.learned`) used instead of the weights."""
+    model_version: str = ""
+    """The model's version (its file name in ``ROOT/models``), "" for the weights."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.weights) - set(FEATURES))
@@ -157,17 +157,19 @@ class EnhancedRanker:
         semantic: SemanticResult,
         k: int,
         view: SegmentView | None = None,
+        settings: EnhanceSettings | None = None,
     ) -> EnhancedResult:
         """The top ``k`` of the semantic phase's hits (run it with k = its candidate depth),
         re-ranked; ``query`` is the query text (unused by scoring, kept for the highlights'
-        callers and future features)."""
+        callers and future features). ``settings`` replaces the ranker's own (`eval`'s
+        reference row of the default weights)."""
         del query
         if semantic.docs.size == 0:
             return _empty()
         c = self.features(plan, keyword, query_vector, semantic, view)
         if c.docs.size == 0:
             return _empty()
-        fused = combine(dict(c.features), self.settings.weights)
+        fused = score_candidates(c.features, settings or self.settings)
         order = np.lexsort((np.arange(fused.size), -fused))[:k]
         docs = c.docs[order]
         layout = c.layout
@@ -185,6 +187,25 @@ class EnhancedRanker:
             tuple(highlights),
             np.asarray(rows, dtype=np.int64),
         )
+
+
+    def with_settings(self, settings: EnhanceSettings) -> EnhancedRanker:
+        """The same ranker over the same loaded arrays, ranking with ``settings``."""
+        other = copy.copy(self)
+        other.settings = settings
+        return other
+
+    @property
+    def version(self) -> str:
+        """What ranks the candidates: the installed model's version, or ``default``."""
+        return self.settings.model_version or "default"
+
+
+def score_candidates(features: dict[str, F32], settings: EnhanceSettings) -> npt.NDArray[Any]:
+    """The fused score of each candidate: the fitted model's, else the weighted z-scores."""
+    if settings.model is not None:
+        return settings.model.score(features)
+    return combine(dict(features), settings.weights)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from index.core.types import F32, F64, I64
 from index.passages import TITLE
 
 __all__ = [
+    "FEATURES",
     "PassageScores",
     "combine",
     "feedback_scores",
@@ -24,6 +25,16 @@ __all__ = [
     "segment_max",
     "zscore",
 ]
+
+FEATURES = (
+    "bm25", "bm25_excess", "dense", "semantic", "best", "best1", "top2", "title", "coverage", "prf",
+)
+"""Per-candidate features: keyword score, keyword score beyond the query's word bar
+(:mod:`rankers.evidence`), document cosine, the semantic phase's fused score, best passage
+cosine (title, sentences and sentence pairs), best single passage, mean of the two best single
+passages, title passage cosine, the idf-weighted share of the query's terms that the document
+contains, and the cosine to the centroid of the semantic phase's top
+`rankers.enhance.PRF_DOCS` documents (pseudo-relevance feedback)."""
 
 
 def gather_segments(ptr: I64, docs: I64) -> tuple[I64, I64]:

@@ -47,6 +47,9 @@ class BasePhase:
     def deadline(self, settings: Settings) -> float:
         return settings.semantic_timeout
 
+    def cache_version(self, engine: Engine) -> str:
+        return engine.version
+
     def inline(self, engine: Engine) -> bool:
         return False
 

@@ -6,13 +6,24 @@ the query vector, so a worker does not encode it again.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+from app.engine import Engine
 from app.phases.base import BasePhase
 from app.phases.types import BareQuery, Computed, Context, Need, PhaseError, Ranking
 from app.settings import Settings
 
-__all__ = ["EnhancedPhase"]
+if TYPE_CHECKING:
+    # As in `app.engine`: the semantic stack (FAISS) stays out of the start-up path.
+    from index.core.types import F32
+    from rankers.enhance import EnhanceSettings
+    from rankers.keyword import QueryPlan
+    from rankers.semantic import SemanticResult
+    from rankers.types import KeywordResult
+
+__all__ = ["EnhancedPhase", "rerank_inputs"]
 
 
 class EnhancedPhase(BasePhase):
@@ -22,6 +33,10 @@ class EnhancedPhase(BasePhase):
 
     def deadline(self, settings: Settings) -> float:
         return settings.enhanced_timeout
+
+    def cache_version(self, engine: Engine) -> str:
+        # A newly installed model must never be served an answer ranked by the old one.
+        return f"{engine.version}~{engine.model_version}"
 
     def refuse(self, ctx: Context) -> PhaseError | None:
         # The costliest phase, and the last: computed in this process, it gives way while
@@ -40,17 +55,41 @@ class EnhancedPhase(BasePhase):
         return Computed(await ctx.jobs.enhance(request, self.deadline(ctx.settings)))
 
     def rank(self, query: BareQuery) -> Ranking:
-        rankers = query.rankers
-        keyword, semantic, enhanced = rankers.keyword, rankers.semantic, rankers.enhanced
-        assert semantic is not None and enhanced is not None  # its readiness said so
-        if not keyword.analyzer.words(query.text):
+        return self._rank(query, None)
+
+    def references(self, query: BareQuery) -> dict[str, Ranking]:
+        """With a fitted model installed, the default weights too, for comparison."""
+        enhanced = query.rankers.enhanced
+        if enhanced is None or enhanced.settings.model is None:
+            return {}
+        from rankers.enhance import EnhanceSettings
+
+        return {f"{self.name} (default)": self._rank(query, EnhanceSettings())}
+
+    def _rank(self, query: BareQuery, settings: EnhanceSettings | None) -> Ranking:
+        enhanced = query.rankers.enhanced
+        inputs = rerank_inputs(query)
+        if inputs is None:
             empty = np.empty(0, dtype=np.int64)
             return Ranking(empty, np.empty(0, dtype=np.float32), empty)
-        depth = semantic.fusion.candidates
-        plan = keyword.plan(query.text, prefix=query.prefix)
-        candidates = keyword.run(plan, depth)
-        vector = query.vector()
-        # The semantic phase's whole candidate list is re-ranked, not its top k.
-        fused = semantic.fuse(plan, candidates, vector, depth)
-        res = enhanced.rerank(query.text, plan, candidates, vector, fused, query.k)
+        assert enhanced is not None  # its readiness said so
+        plan, candidates, vector, fused = inputs
+        res = enhanced.rerank(query.text, plan, candidates, vector, fused, query.k,
+                              settings=settings)
         return Ranking(res.docs, res.scores, res.previous)
+
+
+def rerank_inputs(query: BareQuery) -> tuple[QueryPlan, KeywordResult, F32, SemanticResult] | None:
+    """What the enhanced phase re-ranks for a query (None: the query has no word): its plan,
+    keyword candidates, vector and the semantic phase's whole candidate list (not its top k).
+    `progsearch tune` computes its features from the same."""
+    rankers = query.rankers
+    keyword, semantic = rankers.keyword, rankers.semantic
+    assert semantic is not None  # its readiness said so
+    if not keyword.analyzer.words(query.text):
+        return None
+    depth = semantic.fusion.candidates
+    plan = keyword.plan(query.text, prefix=query.prefix)
+    candidates = keyword.run(plan, depth)
+    vector = query.vector()
+    return plan, candidates, vector, semantic.fuse(plan, candidates, vector, depth)

@@ -189,6 +189,11 @@ class Phase(Protocol):
         """Seconds the phase may take in the service before it becomes a `timeout` error."""
         ...
 
+    def cache_version(self, engine: Engine) -> str:
+        """What the phase's cached payloads are valid for: the index version, and whatever
+        else its ranking depends on (the enhanced phase's installed model)."""
+        ...
+
     def inline(self, engine: Engine) -> bool:
         """Computed on the event loop without yielding: then neither a deadline nor single
         flight could act on it, and the service calls it directly."""

@@ -1,0 +1,224 @@
+"""`progsearch tune`: fit the enhanced phase's ranking to a BEIR folder's judgements.
+
+Each judged query is run as the enhanced phase runs it (`app.phases.enhanced.rerank_inputs`,
+then `EnhancedRanker.features`), so a model is fitted on exactly what it scores at query
+time. Queries are split into K folds (seeded); for each fold a model is fitted on the others
+and scored on it (nDCG@10, judgements graded as pytrec_eval does: gain = grade, ideal from
+every judged document). The model fitted on all queries is installed only when its mean
+held-out nDCG@10 beats the default weights' on the same folds.
+
+- ``linear``: every weight vector of step 0.1 on the simplex over `LINEAR_FEATURES`, z-scored
+  as the default (which is on the grid); the best on the training folds.
+- ``lambdamart``: LightGBM's ``LGBMRanker(objective="lambdarank")`` over
+  `rankers.learned.feature_matrix`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from app.engine import Engine
+from app.phases import BareQuery
+from app.phases.enhanced import rerank_inputs
+from index.core.errors import ProgsearchError
+from rankers.enhance import EnhanceSettings, score_candidates
+from rankers.features import zscore
+from rankers.learned import COLUMNS, LinearModel, RankModel, TreeModel, feature_matrix
+
+__all__ = ["LINEAR_FEATURES", "MODELS", "Judged", "TuneReport", "check_folds", "check_ids",
+           "check_options", "collect", "needs_root", "tune"]
+
+F64 = npt.NDArray[np.float64]
+MODELS = ("linear", "lambdamart")
+LINEAR_FEATURES = ("bm25_excess", "dense", "top2", "best", "coverage", "prf")
+"""The linear model's features: the default's three and three more (3,003 weight vectors)."""
+DISCOUNT = 1.0 / np.log2(np.arange(2, 12))
+LGBM_PARAMS: dict[str, Any] = {"n_estimators": 300, "learning_rate": 0.03, "num_leaves": 15,
+               "min_child_samples": 20, "subsample": 0.8, "subsample_freq": 1,
+               "colsample_bytree": 0.8, "n_jobs": 2, "verbose": -1}
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One judged query's candidates (in the semantic phase's order) and their grades."""
+
+    qid: str
+    features: dict[str, npt.NDArray[np.float32]]
+    ids: tuple[str, ...]
+    """The candidates' external ids."""
+    grades: F64
+    ideal: float
+    """DCG@10 of the ideal ranking of every judged document (0: nothing relevant)."""
+
+    def ndcg(self, scores: F64) -> float:
+        """nDCG@10 of the candidates ordered by ``scores`` (ties: the semantic order)."""
+        if self.ideal <= 0 or self.grades.size == 0:
+            return 0.0
+        top = np.argsort(-scores, kind="stable")[:10]
+        return float(np.dot(self.grades[top], DISCOUNT[: top.size]) / self.ideal)
+
+
+def _ideal(judgements: Mapping[str, int]) -> float:
+    gains = sorted((g for g in judgements.values() if g > 0), reverse=True)[:10]
+    return float(np.dot(gains, DISCOUNT[: len(gains)]))
+
+
+def check_ids(engine: Engine, qrels: Mapping[str, Mapping[str, int]]) -> None:
+    """Refuse judgements of another collection: none of their documents is in the index."""
+    docs = engine.snapshot.docs
+    judged = {d for q in qrels.values() for d in q}
+    found = sum(docs.lookup(d) is not None for d in judged)
+    if judged and found == 0:
+        example = ", ".join(sorted(judged)[:3])
+        raise ProgsearchError(f"none of the {len(judged)} judged document ids ({example}, ...) "
+                              "is in this index: the dataset and the index do not match")
+
+
+def collect(engine: Engine, queries: Mapping[str, str],
+            qrels: Mapping[str, Mapping[str, int]]) -> list[Judged]:
+    """Every query's enhanced candidates and features, as the phase computes them."""
+    rankers = engine.rankers
+    enhanced = rankers.enhanced
+    assert enhanced is not None  # the caller checked the phase is ready
+    out = []
+    for qid, text in queries.items():
+        query = BareQuery(rankers, text, enhanced_depth(engine), engine.encode)
+        inputs = rerank_inputs(query)
+        judged = qrels.get(qid, {})
+        if inputs is None:
+            feats: dict[str, npt.NDArray[np.float32]] = {}
+            ids: tuple[str, ...] = ()
+            grades = np.zeros(0)
+        else:
+            c = enhanced.features(*inputs)
+            feats = dict(c.features)
+            ids = tuple(str(d) for d in engine.snapshot.external_ids(c.docs))
+            grades = np.array([max(judged.get(d, 0), 0) for d in ids], dtype=np.float64)
+        out.append(Judged(qid, feats, ids, grades, _ideal(judged)))
+    return out
+
+
+def enhanced_depth(engine: Engine) -> int:
+    semantic = engine.rankers.semantic
+    assert semantic is not None
+    return semantic.fusion.candidates
+
+
+def folds_of(n: int, k: int, seed: int) -> list[npt.NDArray[np.intp]]:
+    """The query positions of each of ``k`` folds, a seeded shuffle cut in equal parts."""
+    order = np.random.default_rng(seed).permutation(n)
+    return [np.sort(f) for f in np.array_split(order, k)]
+
+
+def simplex(m: int, step: float = 0.1) -> F64:
+    n = round(1 / step)
+    rows = [c for c in itertools.product(range(n + 1), repeat=m) if sum(c) == n]
+    return np.asarray(rows, dtype=np.float64) / n
+
+
+def linear_table(judged: list[Judged], grid: F64) -> F64:
+    """nDCG@10 of every query (rows) under every weight vector of ``grid`` (columns)."""
+    table = np.zeros((len(judged), grid.shape[0]))
+    for i, q in enumerate(judged):
+        if q.ideal <= 0 or q.grades.size == 0:
+            continue
+        z = np.stack([zscore(q.features[n]) for n in LINEAR_FEATURES], axis=1)
+        best = np.argsort(-(z @ grid.T), axis=0, kind="stable")[:10]
+        table[i] = (q.grades[best] * DISCOUNT[: best.shape[0], None]).sum(axis=0) / q.ideal
+    return table
+
+
+def fit_lambdamart(judged: list[Judged], seed: int) -> TreeModel:
+    import lightgbm
+
+    train = [q for q in judged if q.grades.size > 0]
+    x = np.concatenate([feature_matrix(q.features) for q in train])
+    y = np.concatenate([q.grades for q in train]).astype(np.int64)
+    ranker = lightgbm.LGBMRanker(objective="lambdarank", random_state=seed, **LGBM_PARAMS)
+    ranker.fit(x, y, group=[q.grades.size for q in train], feature_name=list(COLUMNS))
+    return TreeModel(ranker.booster_)
+
+
+@dataclass(frozen=True)
+class TuneReport:
+    kind: str
+    default: list[float]
+    """Held-out mean nDCG@10 of the default weights, per fold."""
+    fitted: list[float]
+    """Held-out mean nDCG@10 of the fitted model, per fold."""
+    notes: list[str]
+    """What each fold's model is (the linear weights; the number of trees)."""
+    model: RankModel
+    """The model fitted on every query."""
+
+    @property
+    def better(self) -> bool:
+        return float(np.mean(self.fitted)) > float(np.mean(self.default))
+
+
+def _weights(row: F64) -> dict[str, float]:
+    return {n: round(float(w), 2) for n, w in zip(LINEAR_FEATURES, row, strict=True) if w > 0}
+
+
+def tune(judged: list[Judged], kind: str, n_folds: int, seed: int) -> TuneReport:
+    """Cross-validate ``kind`` against the default by query and fit it on every query."""
+    folds = folds_of(len(judged), n_folds, seed)
+    default_scores = np.array([q.ndcg(score_candidates(q.features, EnhanceSettings()))
+                               if q.grades.size else 0.0 for q in judged])
+    default = [float(default_scores[f].mean()) for f in folds]
+    fitted, notes = [], []
+    model: RankModel
+    if kind == "linear":
+        grid = simplex(len(LINEAR_FEATURES))
+        table = linear_table(judged, grid)
+        for f in folds:
+            train = np.setdiff1d(np.arange(len(judged)), f)
+            best = int(np.argmax(table[train].mean(axis=0)))
+            fitted.append(float(table[f, best].mean()))
+            notes.append(str(_weights(grid[best])))
+        model = LinearModel(_weights(grid[int(np.argmax(table.mean(axis=0)))]))
+    else:
+        for i, f in enumerate(folds):
+            held = set(f.tolist())
+            fold_model = fit_lambdamart([q for j, q in enumerate(judged) if j not in held],
+                                        seed + i)
+            fitted.append(_held_out(judged, f, fold_model.score))
+            notes.append(f"{fold_model.booster.num_trees()} trees")
+        model = fit_lambdamart(judged, seed)
+    return TuneReport(kind, default, fitted, notes, model)
+
+
+def _held_out(judged: list[Judged], fold: npt.NDArray[np.intp],
+              score: Callable[[Mapping[str, npt.ArrayLike]], F64]) -> float:
+    return float(np.mean([judged[j].ndcg(score(judged[j].features))
+                          if judged[j].grades.size else 0.0 for j in fold.tolist()]))
+
+
+def check_options(kind: str, n_folds: int) -> None:
+    if kind not in MODELS:
+        raise ProgsearchError(f"--model {kind!r}: use one of {', '.join(MODELS)}")
+    if n_folds < 2:
+        raise ProgsearchError(f"--folds {n_folds}: at least 2 folds are needed")
+
+
+def check_folds(n_folds: int, n_queries: int) -> None:
+    """At least two queries with a relevant judgement in every fold."""
+    if n_queries < 2 * n_folds:
+        raise ProgsearchError(f"{n_queries} judged queries are too few for {n_folds} folds "
+                              f"(at least 2 per fold: {2 * n_folds})")
+
+
+def needs_root(index: Path) -> None:
+    from index.snapshot import CURRENT
+
+    if not (index / CURRENT).is_file():
+        raise ProgsearchError(f"{index} is not an index root (no {CURRENT}): a model is "
+                              "installed in the root; use --dry-run to only cross-validate")
+
