@@ -35,8 +35,10 @@ class EnhancedPhase(BasePhase):
         return settings.enhanced_timeout
 
     def cache_version(self, engine: Engine) -> str:
-        # A newly installed model must never be served an answer ranked by the old one.
-        return f"{engine.version}~{engine.model_version}"
+        # A newly installed model must never be served an answer ranked by the old one; with
+        # none installed, the key is the other phases' (the version alone).
+        model = engine.model_version
+        return engine.version if model == "default" else f"{engine.version}~{model}"
 
     def refuse(self, ctx: Context) -> PhaseError | None:
         # The costliest phase, and the last: computed in this process, it gives way while
