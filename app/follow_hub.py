@@ -23,9 +23,9 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import numpy as np
@@ -37,9 +37,13 @@ from app.follow import Follow, Ranked
 from app.metrics import Metrics
 from app.params import SearchParams
 from app.settings import Settings
-from index.core.types import F32, Document
+from index.core.types import F32, I64, Document
 from index.delta import Change, DeltaTruncatedError
 from rankers.percolate import Percolator, QueryVectors, QueryWeights, term_scores
+
+if TYPE_CHECKING:
+    from index.analyzer import Analyzer
+    from rankers.live import LiveIndex
 
 __all__ = ["POLL_SECONDS", "FollowHub", "query_terms"]
 
@@ -66,6 +70,17 @@ def query_terms(rankers: Rankers, params: SearchParams) -> set[str]:
     return terms
 
 
+def _numbers(live: LiveIndex, ids: Iterable[str]) -> I64:
+    """The current numbers of `ids`, those deleted or unknown left out."""
+    found = (live.lookup(doc_id) for doc_id in ids)
+    return np.asarray([n for n in found if n is not None], dtype=np.int64)
+
+
+def _terms(analyzer: Analyzer, doc: Document) -> frozenset[str]:
+    """A document's index terms, as the matcher compares them with the follows' queries."""
+    return frozenset(analyzer.terms(f"{doc.title} {doc.text}"))
+
+
 @dataclass(frozen=True)
 class _Write:
     """What a batch of changes wrote: the new documents' terms, every id touched, and the
@@ -90,7 +105,7 @@ class _Write:
             terms.pop(change.id, None)
             doc: Document | None = change.document
             if change.op == "upsert" and doc is not None:
-                terms[change.id] = frozenset(analyzer.terms(f"{doc.title} {doc.text}"))
+                terms[change.id] = _terms(analyzer, doc)
         return cls(terms, frozenset(ids), frozenset(embedded))
 
     @property
@@ -281,8 +296,9 @@ class FollowHub:
             gated = {k for k in by_term if k in follows and follows[k].vector is None} - rerun
         self._seen = max(self._seen, seq)
         rerun |= self._gate(rankers, {k: follows[k] for k in gated}, write)
-        rerun |= {k for k in self._near(rankers, write.embedded) if k in follows}
-        rerun |= self._embedded_by_words(rankers, follows, write)
+        embedded = self._embedded_rows(rankers, write.embedded)
+        rerun |= {k for k in self._near(rankers, embedded) if k in follows}
+        rerun |= self._embedded_by_words(rankers, follows, write, embedded)
         embedded_again: dict[int, set[str]] = {}
         for key, ids in list(self._held.items()):
             done = ids & write.embedded
@@ -325,9 +341,8 @@ class FollowHub:
             rewritten = shown & set(write.terms)
             if shown - rewritten:  # deleted
                 out.add(key)
-            numbers = [live.lookup(i) for i in rewritten]
-            ready = {i for i, n in zip(rewritten, numbers, strict=True)
-                     if n is not None and bool(view.embedded(np.array([n], np.int64))[0])}
+            ready = {i for i in rewritten
+                     if (row := _numbers(live, (i,))).size and bool(view.embedded(row)[0])}
             if ready:
                 out.add(key)
             if rewritten - ready:
@@ -343,8 +358,7 @@ class FollowHub:
         is shared."""
         live = rankers.live
         view = rankers.view()
-        numbers = [live.lookup(doc_id) for doc_id in write.terms] if live is not None else []
-        docs = np.asarray([n for n in numbers if n is not None], dtype=np.int64)
+        docs = _numbers(live, write.terms) if live is not None else np.empty(0, np.int64)
         if view is None:
             return set(follows)
         if docs.size == 0:
@@ -363,23 +377,24 @@ class FollowHub:
         rerun |= set(plain) & entering
         return rerun
 
-    def _embedded_by_words(self, rankers: Rankers, follows: dict[int, Follow], write: _Write
-                           ) -> set[int]:
+    def _embedded_by_words(self, rankers: Rankers, follows: dict[int, Follow], write: _Write,
+                           docs: I64) -> set[int]:
         """The follows ranked by a semantic phase that a newly embedded document can enter by
         its words as well as its meaning (their fusion counts its BM25 too, so one whose
         cosine stays under the bar may still come in). A follow of the semantic phase, whose
         fused score is BM25 beyond a bar plus a scaled cosine, is re-run when the document's
         whole BM25 for its query plus its scaled cosine passes its k-th fused score (`floor`);
-        an enhanced one when the document enters its keyword top k (`_gate`)."""
-        live, view = rankers.live, rankers.view()
-        if not write.embedded or not len(self.vectors) or live is None or view is None:
+        an enhanced one when the document enters its keyword top k (`_gate`). `docs`: the
+        embedded documents' numbers (`_embedded_rows`)."""
+        view = rankers.view()
+        if not write.embedded or not len(self.vectors) or view is None:
             return set()
         analyzer = rankers.keyword.analyzer
         terms: dict[str, frozenset[str]] = {}
         for doc_id in write.embedded:
             doc = self.engine.document(doc_id)
             if doc is not None:
-                terms[doc_id] = frozenset(analyzer.terms(f"{doc.title} {doc.text}"))
+                terms[doc_id] = _terms(analyzer, doc)
         words = _Write(terms, frozenset())
         by_term, _ = self.percolator.candidates(words.all_terms, ())
         ranked = {k: follows[k] for k in by_term if k in follows and follows[k].vector is not None}
@@ -389,9 +404,6 @@ class FollowHub:
                  and not f.params.sort and not f.unplanned and fusion is not None
                  and fusion.method == "evidence"}
         rerun = self._gate(rankers, {k: f for k, f in ranked.items() if k not in fused}, words)
-        numbers = [live.lookup(doc_id) for doc_id in terms]
-        docs = np.asarray([n for n in numbers if n is not None], dtype=np.int64)
-        docs = docs[view.embedded(docs)] if docs.size else docs
         if not fused or docs.size == 0 or fusion is None:
             return rerun
         scores = term_scores(view, self.percolator.indexed(words.all_terms), docs)
@@ -409,16 +421,20 @@ class FollowHub:
                 rerun.add(key)
         return rerun
 
-    def _near(self, rankers: Rankers, embedded: frozenset[str]) -> set[int]:
-        """The follows ranked by a semantic phase that a newly embedded document can enter:
-        its vector against every open query vector, in one product (`QueryVectors`)."""
+    def _embedded_rows(self, rankers: Rankers, embedded: frozenset[str]) -> I64:
+        """The numbers of the newly embedded documents that are current and have vectors in
+        the view (none when no follow is ranked by a semantic phase)."""
         live, view = rankers.live, rankers.view()
         if not embedded or not len(self.vectors) or live is None or view is None:
-            return set()
-        numbers = [live.lookup(doc_id) for doc_id in embedded]
-        docs = np.asarray([n for n in numbers if n is not None], dtype=np.int64)
-        docs = docs[view.embedded(docs)]
-        if docs.size == 0 or self.vectors.dim == 0:
+            return np.empty(0, np.int64)
+        docs = _numbers(live, embedded)
+        return docs[view.embedded(docs)] if docs.size else docs
+
+    def _near(self, rankers: Rankers, docs: I64) -> set[int]:
+        """The follows ranked by a semantic phase that one of the newly embedded `docs` can
+        enter: its vector against every open query vector, in one product (`QueryVectors`)."""
+        view = rankers.view()
+        if docs.size == 0 or view is None or self.vectors.dim == 0:
             return set()
         return self.vectors.near(view.vectors(docs, self.vectors.dim))
 
@@ -428,8 +444,7 @@ class FollowHub:
         live, view = rankers.live, rankers.view()
         if live is None or view is None or len(ids) < k:
             return -1.0
-        numbers = [live.lookup(doc_id) for doc_id in ids]
-        docs = np.asarray([n for n in numbers if n is not None], dtype=np.int64)
+        docs = _numbers(live, ids)
         if docs.size < k or not bool(view.embedded(docs).all()):
             return -1.0
         return float((view.vectors(docs, vector.size) @ vector).min())
