@@ -24,7 +24,7 @@ from index.core.errors import QueryError
 from index.core.types import F32, I64
 from index.snapshot import Snapshot
 from rankers.evidence import bm25_excess
-from rankers.features import FEATURES, combine, feedback_scores, passage_scores
+from rankers.features import FEATURES, combine, feedback_scores, passage_scores, weights_problem
 from rankers.fusion import previous_ranks
 from rankers.highlight import highlight_rows, mark_terms
 from rankers.keyword import KeywordRanker, QueryPlan
@@ -70,11 +70,9 @@ class EnhanceSettings:
     """The model's version (its file name in ``ROOT/models``), "" for the weights."""
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.weights) - set(FEATURES))
-        if unknown:
-            raise QueryError(f"unknown enhanced features {unknown}; use names from {FEATURES}")
-        if any(not np.isfinite(w) for w in self.weights.values()):
-            raise QueryError(f"enhanced feature weights must be finite: {self.weights}")
+        problem = weights_problem(self.weights)
+        if problem is not None:
+            raise QueryError(problem)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ document i's), so every reduction is one numpy call with no Python loop over doc
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,7 @@ __all__ = [
     "pair_sims",
     "passage_scores",
     "segment_max",
+    "weights_problem",
     "zscore",
 ]
 
@@ -131,6 +133,17 @@ def zscore(values: npt.ArrayLike) -> F64:
         return v
     std = v.std()
     return (v - v.mean()) / std if std > 0 else np.zeros_like(v)
+
+
+def weights_problem(weights: Mapping[str, float]) -> str | None:
+    """What is wrong with feature weights (a name not in :data:`FEATURES`, a weight not
+    finite), or None; the caller raises its own error with it."""
+    unknown = sorted(set(weights) - set(FEATURES))
+    if unknown:
+        return f"unknown enhanced features {unknown}; use names from {FEATURES}"
+    if any(not np.isfinite(w) for w in weights.values()):
+        return f"enhanced feature weights must be finite: {dict(weights)}"
+    return None
 
 
 def combine(features: dict[str, npt.ArrayLike], weights: dict[str, float]) -> F64:

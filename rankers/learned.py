@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from index.core.errors import ModelError
-from rankers.features import FEATURES, combine, zscore
+from rankers.features import FEATURES, combine, weights_problem, zscore
 
 __all__ = [
     "COLUMNS",
@@ -78,11 +78,9 @@ class LinearModel:
     kind: str = "linear"
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.weights) - set(NAMES))
-        if unknown:
-            raise ModelError(f"unknown enhanced features {unknown}; use names from {NAMES}")
-        if any(not np.isfinite(w) for w in self.weights.values()):
-            raise ModelError(f"enhanced feature weights must be finite: {self.weights}")
+        problem = weights_problem(self.weights)
+        if problem is not None:
+            raise ModelError(problem)
 
     def score(self, features: Mapping[str, npt.ArrayLike]) -> F64:
         return combine(dict(features), self.weights)
