@@ -25,6 +25,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -139,6 +140,24 @@ def _vectors(row: tuple[Any, ...]) -> StoredVectors:
     )
 
 
+_BUSY_MS = 30_000
+
+
+def _enter_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL mode. The switch of a fresh file takes an exclusive lock without
+    calling the busy handler, so two processes opening one new log at once (two servers
+    on one root) see "database is locked": retry until the busy timeout has passed."""
+    deadline = time.monotonic() + _BUSY_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 class DeltaLog:
     """The delta log of one index root; safe to share between threads (a connection each)."""
 
@@ -156,8 +175,8 @@ class DeltaLog:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+            _enter_wal(conn)
             # FULL: in WAL mode, NORMAL may lose the last commits on power loss; an
             # acknowledged write must survive it.
             conn.execute("PRAGMA synchronous=FULL")

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import multiprocessing
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -115,6 +117,7 @@ def test_the_file_is_outside_version_folders(tmp_path: Path) -> None:
 _KILLED_WRITER = """
 import os, signal, sys
 from pathlib import Path
+from typing import Any
 from index.delta import DeltaLog
 from index.core.types import Document
 
@@ -135,3 +138,25 @@ def test_an_acknowledged_batch_survives_a_killed_writer(tmp_path: Path) -> None:
     log = DeltaLog.open(tmp_path)
     assert log.last_seq() == int(proc.stdout) == 50
     assert [c.id for c in log.changes_since(0)] == [f"k{i}" for i in range(50)]
+
+
+def _open_at_once(root: str, barrier: Any) -> None:
+    barrier.wait()
+    DeltaLog.open(Path(root)).close()
+
+
+def test_processes_opening_one_new_log_at_once_all_succeed(tmp_path: Path) -> None:
+    """Two servers started on one fresh root open its log together; the switch to WAL
+    must wait for the other, not fail with "database is locked"."""
+    context = multiprocessing.get_context("fork")
+    for round_ in range(20):
+        root = tmp_path / str(round_)
+        barrier = context.Barrier(4)
+        procs = [context.Process(target=_open_at_once, args=(str(root), barrier)) for _ in range(4)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(timeout=60)
+        assert [proc.exitcode for proc in procs] == [0, 0, 0, 0], f"round {round_}"
+        mode = sqlite3.connect(root / DELTA_FILE).execute("PRAGMA journal_mode").fetchone()[0]
+        assert mode == "wal"
