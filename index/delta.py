@@ -25,9 +25,8 @@ import hashlib
 import json
 import sqlite3
 import threading
-import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +36,7 @@ import numpy.typing as npt
 
 from index.core.errors import SnapshotError
 from index.core.types import Document
+from index.core.wal import connect_wal, write_transaction
 
 __all__ = [
     "DELTA_FILE",
@@ -140,24 +140,6 @@ def _vectors(row: tuple[Any, ...]) -> StoredVectors:
     )
 
 
-_BUSY_MS = 30_000
-
-
-def _enter_wal(conn: sqlite3.Connection) -> None:
-    """Switch to WAL mode. The switch of a fresh file takes an exclusive lock without
-    calling the busy handler, so two processes opening one new log at once (two servers
-    on one root) see "database is locked": retry until the busy timeout has passed."""
-    deadline = time.monotonic() + _BUSY_MS / 1000
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.005)
-
-
 class DeltaLog:
     """The delta log of one index root; safe to share between threads (a connection each)."""
 
@@ -174,27 +156,13 @@ class DeltaLog:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
-            _enter_wal(conn)
-            # FULL: in WAL mode, NORMAL may lose the last commits on power loss; an
-            # acknowledged write must survive it.
-            conn.execute("PRAGMA synchronous=FULL")
+            conn = connect_wal(self.path)
             self._local.conn = conn
         return conn
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; IMMEDIATE takes the write lock first, so two writers wait
-        for each other instead of failing on a lock upgrade."""
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One write transaction (`write_transaction`)."""
+        return write_transaction(self._conn())
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""

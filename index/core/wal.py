@@ -1,0 +1,51 @@
+"""A durable SQLite connection in WAL mode, as every database in an index root opens one.
+
+``synchronous=FULL``: in WAL mode, NORMAL may lose the last commits on power loss, and an
+acknowledged write must survive it. The busy timeout lets writers in other processes wait for
+each other. The switch of a fresh file to WAL takes an exclusive lock without calling the busy
+handler, so two processes opening one new file at once (two servers on one root) would see
+"database is locked": the switch is retried until the busy timeout has passed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["BUSY_MS", "connect_wal", "write_transaction"]
+
+BUSY_MS = 30_000
+
+
+def connect_wal(path: Path) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), usable from any thread."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
+    deadline = time.monotonic() + BUSY_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                conn.close()
+                raise
+            time.sleep(0.005)
+    conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction; IMMEDIATE takes the write lock first, so two writers wait for
+    each other instead of failing on a lock upgrade."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
