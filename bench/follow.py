@@ -6,6 +6,13 @@ A keyword-only SciFact index (the same build as `progsearch index --no-vectors`)
 all but `--held-out` abstracts; the held-out ones are the writes. Follows are SciFact queries,
 each text once, made distinct past the 809 queries by adding a word of another query.
 
+With `--topics N` (default 10) every document, indexed or written, has a keyword field
+``topic`` (one of N values, in turn), and follow i filters on ``topic = "t{i mod N}"``: as in a
+catalog where each open search is inside a category, a write passes the filter of 1/N of the
+follows (10 % by default), and it is matched against those only where it shares a query word.
+The share a write passes the filter of, and the share it actually updates (it entered, left or
+moved in the top k), are both printed. `--topics 0`: no field, no filter.
+
 1. **Write to keyword update** (a real `progsearch serve` with Redis): `--follows` SSE follow
    streams open at once, then `--rate` writes a second for `--seconds`. For every update that
    arrives, the time from the acknowledgement of the write it reports (`seq`) to its arrival
@@ -65,15 +72,28 @@ def distinct_queries(data: Path, n: int) -> list[str]:
     return out
 
 
-def build(data: Path, folder: Path, held_out: int) -> tuple[Path, list[Document]]:
+def topic(i: int, topics: int) -> str:
+    return f"t{i % topics}"
+
+
+def topic_filter(i: int, topics: int) -> str:
+    return f'topic = "{topic(i, topics)}"' if topics else ""
+
+
+def build(data: Path, folder: Path, held_out: int, topics: int
+          ) -> tuple[Path, list[Document]]:
     with gzip.open(data / "corpus.jsonl.gz", "rt", encoding="utf-8") as fh:
         records = [json.loads(line) for line in fh]
+    if topics:
+        for i, r in enumerate(records):
+            r["topic"] = topic(i, topics)
     kept, writes = records[:-held_out], records[-held_out:]
     corpus = folder / "corpus.jsonl"
     corpus.write_text("".join(json.dumps(r) + "\n" for r in kept))
     root = folder / "index"
     write_snapshot(open_source(corpus), root, BuildOptions(workers=2))
-    docs = [Document(f"w{i}-{r['_id']}", r.get("title", ""), r.get("text", ""))
+    docs = [Document(f"w{i}-{r['_id']}", r.get("title", ""), r.get("text", ""),
+                     {"topic": r["topic"]} if topics else {})
             for i, r in enumerate(writes)]
     return root, docs
 
@@ -86,12 +106,19 @@ def fresh_copy(root: Path, folder: Path) -> Path:
 
 
 # -- 2 and 3: in process -------------------------------------------------------------------
-async def open_follows(engine: Engine, queries: list[str], k: int,
+def follow_params(engine: Engine, queries: list[str], k: int, topics: int
+                  ) -> list[SearchParams]:
+    """The follows' parameters as the server checks them (the filter in canonical form)."""
+    return [engine.check(SearchParams(q, k, False, topic_filter(i, topics)))
+            for i, q in enumerate(queries)]
+
+
+async def open_follows(engine: Engine, params: list[SearchParams],
                        hub: FollowHub | None = None) -> FollowHub:
     if hub is None:
         hub = FollowHub(engine, Settings(follow_per_client=1 << 30), Metrics())
-    for q in queries:
-        follow = hub.open(SearchParams(q, k, False), "bench", engine.version)
+    for p in params:
+        follow = hub.open(p, "bench", engine.version)
         hub.arm(follow, (), (), 4)
     await hub.match_once()  # every new follow's first ranking
     for follow in hub:
@@ -100,12 +127,13 @@ async def open_follows(engine: Engine, queries: list[str], k: int,
 
 
 async def cpu_per_write(root: Path, queries: list[str], writes: list[Document], k: int,
-                        naive_writes: int) -> tuple[float, float, float]:
+                        naive_writes: int, topics: int) -> tuple[float, float, float]:
     """(hub CPU ms per write, naive CPU ms per write, follows re-run per write)."""
     engine = Engine.open(root)
     assert engine.source is not None
     log = engine.source.log
-    hub = await open_follows(engine, queries, k)
+    params = follow_params(engine, queries, k, topics)
+    hub = await open_follows(engine, params)
     hub.matched = 0
     cpu = []
     for doc in writes:
@@ -114,10 +142,9 @@ async def cpu_per_write(root: Path, queries: list[str], writes: list[Document], 
         await hub.match_once()
         cpu.append(time.process_time() - start)
     reran = hub.matched / len(writes)
-    params = [SearchParams(q, k, False) for q in queries]
     naive = []
     for doc in writes[len(writes) - naive_writes:]:
-        log.append([Document(doc.id + "-again", doc.title, doc.text)])
+        log.append([Document(doc.id + "-again", doc.title, doc.text, doc.fields)])
         start = time.process_time()
         rankers = engine.refresh()
         for p in params:
@@ -126,15 +153,16 @@ async def cpu_per_write(root: Path, queries: list[str], writes: list[Document], 
     return float(np.mean(cpu)) * 1000, float(np.mean(naive)) * 1000, reran
 
 
-async def memory_per_follow(root: Path, queries: list[str], k: int) -> float:
+async def memory_per_follow(root: Path, queries: list[str], k: int, topics: int) -> float:
     """Traced bytes per follow, past the first tenth (which pays for one-time allocations:
     scratch arrays, caches)."""
     engine = Engine.open(root)
+    params = follow_params(engine, queries, k, topics)
     first = max(1, len(queries) // 10)
     tracemalloc.start()
-    hub = await open_follows(engine, queries[:first], k)
+    hub = await open_follows(engine, params[:first])
     before = tracemalloc.take_snapshot()
-    await open_follows(engine, queries[first:], k, hub)
+    await open_follows(engine, params[first:], hub)
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
     grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
@@ -150,10 +178,12 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-async def follow_stream(client: httpx.AsyncClient, url: str, q: str, k: int,
+async def follow_stream(client: httpx.AsyncClient, url: str, q: str, k: int, where: str,
                         opened: asyncio.Event, arrivals: list[tuple[int, float]]) -> None:
-    async with aconnect_sse(client, "GET", f"{url}/search/stream",
-                            params={"q": q, "k": k, "follow": 1}) as source:
+    params: dict[str, Any] = {"q": q, "k": k, "follow": 1}
+    if where:
+        params["filter"] = where
+    async with aconnect_sse(client, "GET", f"{url}/search/stream", params=params) as source:
         async for event in source.aiter_sse():
             if event.event == "done":
                 opened.set()
@@ -162,7 +192,7 @@ async def follow_stream(client: httpx.AsyncClient, url: str, q: str, k: int,
 
 
 async def latency(url: str, pid: int, queries: list[str], writes: list[Document], k: int,
-                  rate: float) -> dict[str, Any]:
+                  rate: float, topics: int) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=len(queries) + 16, max_keepalive_connections=32)
     timeout = httpx.Timeout(60, read=None)
     arrivals: list[tuple[int, float]] = []
@@ -177,7 +207,8 @@ async def latency(url: str, pid: int, queries: list[str], writes: list[Document]
                 await asyncio.wait_for(asyncio.gather(*(e.wait() for e in opened[:i])), 300)
                 await asyncio.sleep(1.0)
                 rss_before = rss_kib(pid)
-            tasks.append(asyncio.ensure_future(follow_stream(client, url, q, k, event, arrivals)))
+            tasks.append(asyncio.ensure_future(follow_stream(
+                client, url, q, k, topic_filter(i, topics), event, arrivals)))
             await asyncio.sleep(0.002)  # opening 1,000 at once only measures the listen queue
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in opened)), 300)
         await asyncio.sleep(1.0)
@@ -187,7 +218,7 @@ async def latency(url: str, pid: int, queries: list[str], writes: list[Document]
             async def post(doc: Document) -> None:
                 answer = await writer.post(
                     f"{url}/documents", headers={"X-API-Key": KEY},
-                    json={"id": doc.id, "title": doc.title, "text": doc.text})
+                    json={"id": doc.id, "title": doc.title, "text": doc.text, **doc.fields})
                 acked[answer.json()["seq"]] = time.monotonic()
 
             start = time.monotonic()
@@ -240,11 +271,13 @@ def main() -> None:
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--held-out", type=int, default=1200)
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    ap.add_argument("--topics", type=int, default=10,
+                    help="a topic field with this many values, one filter per follow (0: none)")
     args = ap.parse_args()
     print(f"# {' '.join(shlex.quote(a) for a in sys.argv)}  (revision {revision()})")
     with tempfile.TemporaryDirectory(prefix="bench-follow-") as tmp:
         folder = Path(tmp)
-        root, docs = build(args.data, folder, args.held_out)
+        root, docs = build(args.data, folder, args.held_out, args.topics)
         n_writes = int(args.rate * args.seconds)
         counts = [int(c) for c in args.counts.split(",")]
         queries = distinct_queries(args.data, max([args.follows, *counts]))
@@ -254,7 +287,7 @@ def main() -> None:
         try:
             got = asyncio.run(latency(f"http://127.0.0.1:{proc.port}",  # type: ignore[attr-defined]
                                       proc.pid, queries[: args.follows], docs[:n_writes],
-                                      args.k, args.rate))
+                                      args.k, args.rate, args.topics))
         finally:
             proc.terminate()
             proc.wait(30)
@@ -263,8 +296,10 @@ def main() -> None:
               f"{got['rate']:.0f} writes/s for {args.seconds:.0f} s")
         print_table([["keyword update after the write's answer", len(got["latency"]),
                       lat["p50"], lat["p99"],
+                      100 / args.topics if args.topics else 100.0,
                       100 * got["updates"] / max(1, n_writes) / args.follows]],
-                    ["", "updates", "p50 ms", "p99 ms", "% of follows updated per write"])
+                    ["", "updates", "p50 ms", "p99 ms", "% of follows whose filter it passes",
+                     "% of follows updated per write"])
 
         print("\n## 2. CPU time per write against open follows (in process)")
         rows = []
@@ -272,14 +307,15 @@ def main() -> None:
             scratch = fresh_copy(root, folder / f"cpu{n}")
             writes = docs[n_writes: n_writes + args.cpu_writes]
             hub_ms, naive_ms, reran = asyncio.run(cpu_per_write(
-                scratch, queries[:n], writes, args.k, min(args.naive_writes, len(writes))))
+                scratch, queries[:n], writes, args.k, min(args.naive_writes, len(writes)),
+                args.topics))
             rows.append([n, hub_ms, naive_ms, naive_ms / hub_ms if hub_ms else 0.0, reran])
         print_table(rows, ["open follows", "percolator ms/write", "naive ms/write",
                            "naive / percolator", "follows re-run/write"])
 
         print("\n## 3. Memory per open follow")
         traced = asyncio.run(memory_per_follow(fresh_copy(root, folder / "mem"),
-                                               queries[: args.follows], args.k))
+                                               queries[: args.follows], args.k, args.topics))
         print_table([["in process (traced allocations: follow, percolator entries, ranking)",
                       traced / 1024],
                      ["server RSS growth per open SSE follow (connection included)",
