@@ -39,11 +39,11 @@ from app.params import SearchParams
 from app.settings import Settings
 from index.core.types import F32, I64, Document
 from index.delta import Change, DeltaTruncatedError
+from rankers.delta_segment import live_view
 from rankers.percolate import Percolator, QueryVectors, QueryWeights, term_scores
 
 if TYPE_CHECKING:
     from index.analyzer import Analyzer
-    from rankers.live import LiveIndex
 
 __all__ = ["POLL_SECONDS", "FollowHub", "query_terms"]
 
@@ -70,9 +70,10 @@ def query_terms(rankers: Rankers, params: SearchParams) -> set[str]:
     return terms
 
 
-def _numbers(live: LiveIndex, ids: Iterable[str]) -> I64:
+def _numbers(rankers: Rankers, ids: Iterable[str]) -> I64:
     """The current numbers of `ids`, those deleted or unknown left out."""
-    found = (live.lookup(doc_id) for doc_id in ids)
+    lookup = rankers.live.lookup if rankers.live is not None else rankers.snapshot.docs.lookup
+    found = (lookup(doc_id) for doc_id in ids)
     return np.asarray([n for n in found if n is not None], dtype=np.int64)
 
 
@@ -342,7 +343,7 @@ class FollowHub:
             if shown - rewritten:  # deleted
                 out.add(key)
             ready = {i for i in rewritten
-                     if (row := _numbers(live, (i,))).size and bool(view.embedded(row)[0])}
+                     if (row := _numbers(rankers, (i,))).size and bool(view.embedded(row)[0])}
             if ready:
                 out.add(key)
             if rewritten - ready:
@@ -358,7 +359,7 @@ class FollowHub:
         is shared."""
         live = rankers.live
         view = rankers.view()
-        docs = _numbers(live, write.terms) if live is not None else np.empty(0, np.int64)
+        docs = _numbers(rankers, write.terms) if live is not None else np.empty(0, np.int64)
         if view is None:
             return set(follows)
         if docs.size == 0:
@@ -409,13 +410,10 @@ class FollowHub:
         scores = term_scores(view, self.percolator.indexed(words.all_terms), docs)
         dim = self.vectors.dim
         vectors = view.vectors(docs, dim)
+        totals = self.weights.totals(fused, scores, int(docs.size))
         for key, follow in fused.items():
             assert follow.vector is not None and follow.floor is not None
-            bm25 = np.zeros(docs.size, dtype=np.float64)
-            for word, weight in follow.words:
-                found = scores.get(word)
-                if found is not None:
-                    bm25 += weight * found
+            bm25 = totals.get(key, np.zeros(docs.size, dtype=np.float32))
             best = bm25 + fusion.dense_scale * (vectors @ follow.vector)
             if float(best.max()) * (1 + 1e-4) > follow.floor:
                 rerun.add(key)
@@ -427,7 +425,7 @@ class FollowHub:
         live, view = rankers.live, rankers.view()
         if not embedded or not len(self.vectors) or live is None or view is None:
             return np.empty(0, np.int64)
-        docs = _numbers(live, embedded)
+        docs = _numbers(rankers, embedded)
         return docs[view.embedded(docs)] if docs.size else docs
 
     def _near(self, rankers: Rankers, docs: I64) -> set[int]:
@@ -441,10 +439,11 @@ class FollowHub:
     def _bar(self, rankers: Rankers, ids: tuple[str, ...], vector: F32, k: int) -> float:
         """The lowest cosine between the query and the documents shown (-1 when fewer than
         k are shown with vectors: any embedded document may enter)."""
-        live, view = rankers.live, rankers.view()
-        if live is None or view is None or len(ids) < k:
+        view = live_view(rankers.live, rankers.keyword, rankers.semantic, rankers.enhanced,
+                         always=True)  # with nothing written yet too: the snapshot alone
+        if view is None or len(ids) < k:
             return -1.0
-        docs = _numbers(live, ids)
+        docs = _numbers(rankers, ids)
         if docs.size < k or not bool(view.embedded(docs).all()):
             return -1.0
         return float((view.vectors(docs, vector.size) @ vector).min())

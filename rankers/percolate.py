@@ -239,17 +239,32 @@ class QueryWeights(Generic[K]):
         with self._lock:
             if not self._row or n == 0:
                 return set()
-            acc = np.zeros((len(self._keys), n), dtype=np.float32)
-            for word, contribution in scores.items():
-                if word not in self._by_term:
-                    continue
-                rows, weights = self._arrays_of(word)
-                acc[rows] += weights[:, None] * contribution[None, :]
-            best = acc.max(axis=1) * np.float32(1 + 1e-4)
+            best = self._sums(scores, n).max(axis=1) * np.float32(1 + 1e-4)
             hit = np.flatnonzero((best > 0) & (best > self._kth[: len(self._keys)]))
             return {key for key in (self._keys[i] for i in hit.tolist()) if key is not None}
 
+    def totals(self, keys: Iterable[K], scores: Mapping[str, F32], n: int) -> dict[K, F32]:
+        """For each of `keys` weighed here, the BM25 of each of the `n` documents scored by
+        `term_scores` for its query: the sums `entering` compares with the k-th score."""
+        with self._lock:
+            rows = {key: self._row[key] for key in keys if key in self._row}
+            if not rows or n == 0:
+                return {key: np.zeros(n, dtype=np.float32) for key in rows}
+            acc = self._sums(scores, n)
+            return {key: acc[row] for key, row in rows.items()}
+
     # -- inside the lock -----------------------------------------------------------------
+    def _sums(self, scores: Mapping[str, F32], n: int) -> F32:
+        """Every row's BM25 of the `n` documents: each term's contributions added into the
+        rows of the follows holding it, times their weights."""
+        acc = np.zeros((len(self._keys), n), dtype=np.float32)
+        for word, contribution in scores.items():
+            if word not in self._by_term:
+                continue
+            rows, weights = self._arrays_of(word)
+            acc[rows] += weights[:, None] * contribution[None, :]
+        return acc
+
     def _arrays_of(self, word: str) -> tuple[I64, F32]:
         found = self._arrays.get(word)
         if found is None:

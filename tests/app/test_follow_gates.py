@@ -70,3 +70,47 @@ async def test_semantic_follows_are_updated_exactly_when_a_new_search_changes(
                 assert ranked.ids == fresh, (doc.id, params.q)
                 changed += 1
     assert changed >= 2  # the writes do enter some lists
+
+
+FILLER = ("The committee reviewed the quarterly budget, the audit schedule, staffing for the "
+          "accounts office, the renewal of the printer lease and the minutes of the last meeting. ")
+
+
+@pytest.mark.anyio
+async def test_the_words_gate_alone_finds_a_document_that_enters_by_its_words(root: Path) -> None:
+    """The semantic phase's fusion counts BM25 too, so a newly embedded document can enter by
+    its words. With the cosine gate shut (its bar above any cosine), only the fused-floor gate
+    (`_embedded_by_words`) can find it: the update must still come, equal to a fresh search."""
+    engine = Engine.open(root)
+    engine.load_encoder()
+    assert engine.source is not None
+    log = engine.source.log
+    work = IndexWork(root, compact_changes=0, log_=log)
+    hub = FollowHub(engine, Settings(follow_per_client=100), Metrics())
+    params = SearchParams("warm winter parka", 5, False)
+    vector = engine.encode(params.q)
+    deep = engine.keyword_state(params, engine.candidates, engine.rankers)
+    shown = tuple(h["id"] for h in engine.semantic_payload(params, deep, vector)["hits"])
+    follow = hub.open(params, "test", engine.version)
+    hub.arm(follow, shown, shown, 4, "semantic", vector)
+    await hub.match_once()
+    assert follow.take() is None and follow.floor is not None
+    # Armed with nothing written yet, its cosine bar is the snapshot's lowest shown cosine:
+    # a document far from the query, with none of its words, re-runs nothing.
+    log.append([Document("w0", "Minutes", FILLER)])
+    await hub.match_once()
+    assert work.run().embedded == 1
+    hub.matched = 0
+    await hub.match_once()
+    assert hub.matched == 0 and follow.take() is None
+    hub.vectors.set_bar(follow.key, 2.0)  # now no cosine passes it
+    words = "Parka parka warm winter parka, warm parka."
+    log.append([Document("w1", "Minutes", FILLER * 2 + words)])
+    await hub.match_once()
+    assert work.run().embedded == 1
+    await hub.match_once()
+    deep = engine.keyword_state(params, engine.candidates, engine.refresh())
+    fresh = tuple(h["id"] for h in engine.semantic_payload(params, deep, vector)["hits"])
+    assert "w1" in fresh  # it enters, by its words
+    ranked = follow.take()
+    assert ranked is not None and ranked.ids == fresh
