@@ -77,6 +77,11 @@ def _numbers(rankers: Rankers, ids: Iterable[str]) -> I64:
     return np.asarray([n for n in found if n is not None], dtype=np.int64)
 
 
+def _model_of(rankers: Rankers) -> str:
+    """What ranks the enhanced phase now (``default`` without one, or without the phase)."""
+    return rankers.enhanced.version if rankers.enhanced is not None else "default"
+
+
 def _terms(analyzer: Analyzer, doc: Document) -> frozenset[str]:
     """A document's index terms, as the matcher compares them with the follows' queries."""
     return frozenset(analyzer.terms(f"{doc.title} {doc.text}"))
@@ -138,6 +143,8 @@ class FollowHub:
         live = engine.rankers.live
         self._seen = live.seq if live is not None else 0
         self._snapshot = engine.snapshot.version
+        self._model = _model_of(engine.rankers)
+        """The enhanced phase's model the follows were last ranked with."""
         self._closed = False
         self._swept = 0.0
         self.matched = 0
@@ -238,16 +245,15 @@ class FollowHub:
                 log.exception("matching writes to follows failed")
 
     def _behind(self) -> bool:
-        """Something changed that the follows were not matched with (about 15 us)."""
+        """Something changed that the follows were not matched with (about 15 us): a write,
+        a new snapshot, or a newly installed model of the enhanced phase."""
         source = self.engine.source
-        if source is None:
-            return False
-        if source.stale() or self._dirty:
+        if self._dirty or (source is not None and source.stale()):
             return True
-        rankers = self.engine.rankers
+        rankers = self.engine.refresh()  # looks at the model's pointer when due (a stat)
         live = rankers.live
         return (live is not None and live.seq > self._seen) or (
-            rankers.snapshot.version != self._snapshot)
+            rankers.snapshot.version != self._snapshot) or _model_of(rankers) != self._model
 
     async def match_once(self) -> None:
         self._drop_unarmed()
@@ -281,6 +287,9 @@ class FollowHub:
         if rankers.snapshot.version != self._snapshot:  # a compaction: re-run every follow
             self._snapshot = rankers.snapshot.version
             rerun = set(follows)
+        if _model_of(rankers) != self._model:  # a new model: re-rank every enhanced follow
+            self._model = _model_of(rankers)
+            rerun |= {k for k, f in follows.items() if f.phase == "enhanced"}
         if seq > self._seen and self.engine.source is not None and follows:
             # With no follow open, a write (of thousands of documents, maybe) is not read
             # again nor analyzed: nothing can be matched to it.

@@ -15,6 +15,8 @@ from app.metrics import Metrics
 from app.params import SearchParams
 from app.settings import Settings
 from index.core.types import Document
+from rankers.learned import LinearModel
+from rankers.model_store import install_model
 
 pytestmark = [pytest.mark.model]
 
@@ -114,3 +116,44 @@ async def test_the_words_gate_alone_finds_a_document_that_enters_by_its_words(ro
     assert "w1" in fresh  # it enters, by its words
     ranked = follow.take()
     assert ranked is not None and ranked.ids == fresh
+
+
+@pytest.mark.anyio
+async def test_enhanced_follows_are_re_ranked_when_a_new_model_is_installed(root: Path) -> None:
+    """No write needed: the hub sees the model's pointer move and re-ranks the follows of the
+    enhanced phase (those of the other phases do not use it and stay as they are)."""
+    engine = Engine.open(root)
+    engine.load_encoder()
+    engine.model_poll = 0.0
+    hub = FollowHub(engine, Settings(follow_per_client=100), Metrics())
+    follows = {}
+    for q in QUERIES:
+        params = SearchParams(q, 5, False)
+        vector = engine.encode(q)
+        shown = tuple(h["id"] for h in engine.enhanced_payload(params, vector)["hits"])
+        follows[q] = hub.open(params, "test", engine.version)
+        hub.arm(follows[q], shown, shown, 4, "enhanced", vector)
+    semantic = hub.open(SearchParams(QUERIES[0], 5, False), "test", engine.version)
+    hub.arm(semantic, (), (), 4, "semantic", engine.encode(QUERIES[0]))
+    await hub.match_once()
+    for follow in [*follows.values(), semantic]:
+        follow.take()
+    assert not hub._behind()
+    install_model(root, LinearModel({"title": 1.0}))
+    assert hub._behind()
+    hub.matched = 0
+    await hub.match_once()
+    assert hub.matched == len(QUERIES)  # the enhanced follows, not the semantic one
+    moved = 0
+    for q, follow in follows.items():
+        fresh = tuple(h["id"] for h in engine.enhanced_payload(
+            SearchParams(q, 5, False), engine.encode(q))["hits"])
+        ranked = follow.take()
+        if ranked is None:
+            assert fresh == follow.shown, q
+        else:
+            assert ranked.ids == fresh, q
+            moved += 1
+    assert moved >= 1  # ranking by the title alone does move some list
+    assert semantic.take() is None
+    assert not hub._behind()
