@@ -100,9 +100,12 @@ def _write_marker(root: Path, marker: Marker, report: ClickReport) -> None:
 def clicks_since(clicks: ClickLog, marker: Marker, at_least: int) -> int:
     """The clicks that arrived after ``marker``, counted exactly only when the events since
     (clicks and dwells: a bound that costs one read) reach ``at_least``."""
-    bound = clicks.last_seq() - marker.seq
+    last = clicks.last_seq()
+    if last < marker.seq:  # a new log (the old one removed): every click in it is new
+        marker = Marker()
+    bound = last - marker.seq
     if bound < at_least:
-        return max(bound, 0)
+        return bound
     sessions = clicks.sessions(since=marker.at - LATE_CLICK_S)
     return sum(1 for s in sessions for e in s.events if e.kind == "click" and e.at >= marker.at)
 

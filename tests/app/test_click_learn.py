@@ -14,7 +14,15 @@ from starlette.testclient import TestClient
 
 from app.cli import main
 from app.click_log import ClickLog, Shown
-from app.click_schedule import LOCK, MARKER, ClickSchedule, read_marker, tick
+from app.click_schedule import (
+    LOCK,
+    MARKER,
+    ClickSchedule,
+    Marker,
+    clicks_since,
+    read_marker,
+    tick,
+)
 from app.click_train import MIN_QUERIES, click_queries, learn_from_clicks
 from app.engine import Engine
 from app.server import create_app
@@ -129,6 +137,17 @@ def test_too_few_queries_install_nothing(engine: Engine, root: Path) -> None:
     assert report.lines()[-1].startswith("not installed:")
 
 
+def test_a_search_is_run_again_with_its_filter(engine: Engine, root: Path) -> None:
+    found = query_features(engine, "warm jacket", "category = outdoor")
+    unfiltered = query_features(engine, "warm jacket")
+    assert found is not None and unfiltered is not None
+    ids = found[1]
+    assert ids and len(ids) < len(unfiltered[1])
+    categories = {d.id: d.fields.get("category") for d in
+                  (engine.document(i) for i in ids) if d is not None}
+    assert set(categories) == set(ids) and set(categories.values()) == {"outdoor"}
+
+
 def test_a_search_whose_filter_the_index_cannot_apply_is_skipped(
         engine: Engine, root: Path) -> None:
     shown, _ = top10(engine, QUERIES[0])
@@ -173,6 +192,13 @@ def test_training_waits_for_enough_new_clicks(engine: Engine, root: Path) -> Non
     assert marker.seq == ClickLog.open(root).last_seq() and marker.at > 0
     assert json.loads((root / MARKER).read_text())["installed"] == report.installed
     assert tick(root, engine, schedule) is None  # nothing new since
+
+
+def test_a_new_log_counts_every_click_as_new(engine: Engine, root: Path) -> None:
+    add_clicks(engine, root, QUERIES[:2], by_feature("prf"), searches=2)
+    log = ClickLog.open(root)
+    assert clicks_since(log, Marker(seq=10_000, at=time.time() + 60), 1) == 4
+    assert clicks_since(log, Marker(seq=log.last_seq(), at=time.time()), 1) == 0
 
 
 def test_only_one_process_trains_at_a_time(engine: Engine, root: Path) -> None:
