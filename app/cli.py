@@ -432,7 +432,7 @@ def _learn_clicks(args: argparse.Namespace) -> int:
     from app.phases import ENHANCED
     from app.phases.bare import ready_phases
     from app.settings import Settings
-    from app.tune import needs_root
+    from index.snapshot import CURRENT
 
     kinds = KINDS if args.model == "both" else (args.model,)
     if not set(kinds) <= set(KINDS):
@@ -440,7 +440,9 @@ def _learn_clicks(args: argparse.Namespace) -> int:
     eta = Settings.from_env().click_eta if args.eta is None else args.eta
     if not 0 <= eta <= 4:
         raise ProgsearchError(f"--eta {eta:g}: use a value from 0 to 4")
-    needs_root(args.index)
+    if not (args.index / CURRENT).is_file():
+        raise ProgsearchError(f"{args.index} is not an index root (no {CURRENT}): the click "
+                              "log and the installed model live in the root")
     engine = Engine.open(args.index)  # live: the documents written since the snapshot too
     engine.load_encoder()
     ready_phases(engine, [ENHANCED], strict=True)

@@ -4,6 +4,7 @@ task's retention, threshold and lock, the embedded schedule and `progsearch lear
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -272,9 +273,18 @@ def test_learn_clicks_prints_the_report_and_installs(
 @pytest.mark.parametrize(("argv", "message"), [
     (["--model", "forest"], "--model 'forest': use one of linear, lambdamart, both"),
     (["--eta", "9"], "--eta 9: use a value from 0 to 4"),
+    (["--version-folder"], "is not an index root (no CURRENT)"),
+    (["--no-passages"], "the enhanced phase is unavailable"),
 ])
-def test_learn_clicks_refuses_bad_options_in_one_line(
-        argv: list[str], message: str, root: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["learn-clicks", str(root), *argv]) == 2
+def test_learn_clicks_refuses_bad_input_in_one_line(
+        argv: list[str], message: str, root: Path, snapshot_root: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    index = root
+    if argv == ["--version-folder"]:
+        index, argv = next(p for p in root.iterdir() if (p / "manifest.json").is_file()), []
+    elif argv == ["--no-passages"]:  # a copy: the command opens the root live
+        index, argv = tmp_path / "bare", []
+        shutil.copytree(snapshot_root, index, ignore=shutil.ignore_patterns("delta.sqlite*"))
+    assert main(["learn-clicks", str(index), *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
