@@ -316,8 +316,13 @@ def learn_from_clicks(root: Path, engine: Engine, *, eta: float = 1.0, seed: int
                       clicks: ClickLog | None = None) -> ClickReport:
     """One training from the click log of ``root``; ``engine`` serves that root (its enhanced
     phase ready). ``install`` False: report, install nothing."""
-    log_ = clicks or ClickLog.open(root)
-    queries, counts = click_queries(engine, log_.sessions(), eta)
+    opened = clicks or ClickLog.open(root)
+    try:
+        sessions = opened.sessions()
+    finally:
+        if clicks is None:
+            opened.close()
+    queries, counts = click_queries(engine, sessions, eta)
     if len(queries) < MIN_QUERIES:
         return ClickReport(counts, eta, len(queries), reason=f"{len(queries)} distinct queries "
                            f"with usable clicks, at least {MIN_QUERIES} are needed")
