@@ -9,7 +9,8 @@
   request a bounded delay, never a hang.
 
 Query-time work (`progsearch.enhance`) goes to its own queue, so index work never delays an
-answer a user is waiting for.
+answer a user is waiting for. Training from clicks (`progsearch.learn_clicks`) goes with the
+index work; Celery beat sends it when a worker runs with ``--beat``.
 """
 
 from __future__ import annotations
@@ -19,16 +20,21 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from celery import Celery
 
-__all__ = ["INDEX_QUEUE", "INDEX_WORK_EXPIRES", "QUERY_QUEUE", "make_celery", "send_index_work"]
+__all__ = ["INDEX_QUEUE", "INDEX_WORK_EXPIRES", "LEARN_CLICKS", "QUERY_QUEUE", "make_celery",
+           "send_index_work"]
 
 QUERY_QUEUE = "progsearch.query"
 INDEX_QUEUE = "progsearch.index"
 CONNECT_TIMEOUT = 1.0
 INDEX_WORK_EXPIRES = 60.0
 """Seconds an unread `progsearch.index_work` message stays in the queue."""
+LEARN_CLICKS = "progsearch.learn_clicks"
 
 
-def make_celery(broker_url: str, result_url: str | None = None) -> Celery:
+def make_celery(broker_url: str, result_url: str | None = None,
+                learn_every: float = 0.0) -> Celery:
+    """The app; ``learn_every`` > 0 adds the beat schedule entry that sends
+    `LEARN_CLICKS` every so many seconds (run by a worker started with ``--beat``)."""
     from celery import Celery
 
     app = Celery("progsearch", broker=broker_url, backend=result_url, set_as_current=False)
@@ -66,6 +72,11 @@ def make_celery(broker_url: str, result_url: str | None = None) -> Celery:
         worker_send_task_events=False,
         task_send_sent_event=False,
     )
+    if learn_every > 0:
+        # A late message is worth nothing: the next one comes a period later.
+        app.conf.beat_schedule = {LEARN_CLICKS: {
+            "task": LEARN_CLICKS, "schedule": learn_every,
+            "options": {"queue": INDEX_QUEUE, "expires": learn_every}}}
     return app
 
 

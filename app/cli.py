@@ -130,6 +130,17 @@ def _parser() -> argparse.ArgumentParser:
     tu.add_argument("--dry-run", action="store_true",
                     help="cross-validate and report, install nothing")
 
+    lc = sub.add_parser("learn-clicks", help="fit the enhanced phase's ranking to the click "
+                        "log now (position-bias corrected; installed only when it does better "
+                        "on held-out queries)")
+    lc.add_argument("index", type=Path, help="an index root (its clicks.sqlite and models/)")
+    lc.add_argument("--eta", type=float, default=None,
+                    help="position-bias exponent, p(rank) = (1/rank)**eta (default: "
+                    "$PROGSEARCH_CLICK_ETA, else 1; 0: no correction)")
+    lc.add_argument("--model", default="both", help="linear, lambdamart or both (default)")
+    lc.add_argument("--seed", type=int, default=0)
+    lc.add_argument("--dry-run", action="store_true", help="fit and report, install nothing")
+
     sv = sub.add_parser("serve", help="serve an index over HTTP: JSON and the SSE stream")
     sv.add_argument("index", type=Path, nargs="?",
                     help="default: $PROGSEARCH_INDEX, else the built-in demo catalog")
@@ -167,6 +178,9 @@ def _parser() -> argparse.ArgumentParser:
     wk.add_argument("--redis-url", default=None, help="Redis for the answers (and the cache)")
     wk.add_argument("--log-level", default="info",
                     choices=["critical", "error", "warning", "info", "debug"])
+    wk.add_argument("--beat", action="store_true",
+                    help="also run Celery beat (one worker in a deployment): it sends the "
+                    "training from clicks every $PROGSEARCH_CLICK_TRAIN_SECONDS")
 
     ve = sub.add_parser("verify", help="check an index's files against its manifest checksums")
     ve.add_argument("index", type=Path)
@@ -412,6 +426,33 @@ def _tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _learn_clicks(args: argparse.Namespace) -> int:
+    from app.click_train import KINDS, learn_from_clicks
+    from app.engine import Engine
+    from app.phases import ENHANCED
+    from app.phases.bare import ready_phases
+    from app.settings import Settings
+    from index.snapshot import CURRENT
+
+    kinds = KINDS if args.model == "both" else (args.model,)
+    if not set(kinds) <= set(KINDS):
+        raise ProgsearchError(f"--model {args.model!r}: use one of {', '.join(KINDS)}, both")
+    eta = Settings.from_env().click_eta if args.eta is None else args.eta
+    if not 0 <= eta <= 4:
+        raise ProgsearchError(f"--eta {eta:g}: use a value from 0 to 4")
+    if not (args.index / CURRENT).is_file():
+        raise ProgsearchError(f"{args.index} is not an index root (no {CURRENT}): the click "
+                              "log and the installed model live in the root")
+    engine = Engine.open(args.index)  # live: the documents written since the snapshot too
+    engine.load_encoder()
+    ready_phases(engine, [ENHANCED], strict=True)
+    report = learn_from_clicks(args.index, engine, eta=eta, seed=args.seed, kinds=kinds,
+                               install=not args.dry_run)
+    for line in report.lines():
+        print(line)
+    return 0
+
+
 def _verify(args: argparse.Namespace) -> int:
     from index.snapshot import load_snapshot
 
@@ -483,12 +524,13 @@ def _worker(args: argparse.Namespace) -> int:
         raise ProgsearchError(f"--concurrency must be at least 1, got {args.concurrency}")
     return run_worker(args.index, concurrency=args.concurrency, queues=args.queues,
                       log_level=args.log_level, broker_url=args.broker_url,
-                      redis_url=args.redis_url)
+                      redis_url=args.redis_url, beat=args.beat)
 
 
 COMMANDS = {
     "index": _index, "search": _search, "eval": _eval, "tune": _tune, "verify": _verify,
     "serve": _serve, "worker": _worker, "query": _query, "precompute": _precompute,
+    "learn-clicks": _learn_clicks,
 }
 
 

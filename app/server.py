@@ -75,6 +75,7 @@ def create_app(settings: Settings, engine: Engine | None = None,
         matcher = asyncio.ensure_future(follows.run()) if follows is not None else None
         listener = (asyncio.ensure_future(announcer.listen(follows.heard))
                     if follows is not None and announcer is not None else None)
+        learner = _click_learner(settings, loaded)
         log.info("serving %s (%d documents, version %s, cache %s, jobs %s)",
                  loaded.snapshot.folder, loaded.n_docs, loaded.version, cache.backend, jobs.mode)
         # A stream dropped for its frozen client ends with its response unfinished, by design
@@ -87,7 +88,7 @@ def create_app(settings: Settings, engine: Engine | None = None,
         finally:
             if follows is not None:
                 follows.close_all()
-            tasks = [t for t in (warmer, sweeper, matcher, listener) if t is not None]
+            tasks = [t for t in (warmer, sweeper, matcher, listener, learner) if t is not None]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -100,6 +101,17 @@ def create_app(settings: Settings, engine: Engine | None = None,
 
     return Starlette(routes=routes, middleware=middleware(settings),
                      exception_handlers=exception_handlers, lifespan=lifespan)
+
+
+def _click_learner(settings: Settings, engine: Engine) -> asyncio.Future[None] | None:
+    """Retention of the click log and training from it (`app.click_schedule`), for an index
+    root served live; off with `PROGSEARCH_CLICK_TRAIN_SECONDS=0`."""
+    if engine.source is None or settings.click_train_seconds <= 0:
+        return None
+    from app.click_schedule import ClickSchedule, run_periodically
+
+    return asyncio.ensure_future(
+        run_periodically(engine.source.root, engine, ClickSchedule.of(settings)))
 
 
 async def _sweep(writer: Writer, every: float = SWEEP_SECONDS) -> None:

@@ -86,6 +86,16 @@ class Settings:
     header_timeout: float = 5.0
     """Seconds for a request's head to arrive, from the connection's opening (or the first
     byte of the next request on it); the connection is closed after a 408 past it."""
+    click_train_seconds: float = 600.0
+    """Seconds between looks at the click log: retention, and training when due (0: off)."""
+    click_train_min: int = 200
+    """Clicks since the last training that make the next one due."""
+    click_max_age_days: float = 30.0
+    """Searches in the click log older than this are removed with their events."""
+    click_max_searches: int = 1_000_000
+    """Searches the click log keeps at most (the oldest go first)."""
+    click_eta: float = 1.0
+    """Exponent of the position-based model, p(rank) = (1 / rank) ** eta (`rankers.propensity`)."""
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool]] = [
@@ -103,6 +113,11 @@ class Settings:
             ("max_header_bytes", self.max_header_bytes >= 1024),
             ("max_headers", self.max_headers >= 1),
             ("follow_per_client", self.follow_per_client >= 1),
+            ("click_train_seconds", self.click_train_seconds >= 0),
+            ("click_train_min", self.click_train_min >= 1),
+            ("click_max_age_days", self.click_max_age_days > 0),
+            ("click_max_searches", self.click_max_searches >= 1),
+            ("click_eta", 0 <= self.click_eta <= 4),
         ]
         for name in ("keyword_timeout", "semantic_timeout", "enhanced_timeout", "cache_ttl",
                      "redis_timeout", "send_timeout", "ping_seconds", "publish_timeout",
@@ -149,11 +164,12 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
                         "encoder_concurrency", "candidates", "cache_size", "retry_ms",
                         "cache_max_age", "embedded_threads", "precompute_top", "max_body_bytes",
                         "compact_changes", "max_pending", "max_header_bytes", "max_headers",
-                        "follow_per_client")},
+                        "follow_per_client", "click_train_min", "click_max_searches")},
     **{n: float for n in ("keyword_timeout", "semantic_timeout", "enhanced_timeout",
                           "cache_ttl", "redis_timeout", "redis_backoff", "send_timeout",
                           "ping_seconds", "shutdown_grace", "publish_timeout",
-                          "precompute_interval", "header_timeout", "follow_lifetime")},
+                          "precompute_interval", "header_timeout", "follow_lifetime",
+                          "click_train_seconds", "click_max_age_days", "click_eta")},
 }
 
 

@@ -18,7 +18,8 @@ import orjson
 import redis
 
 from app.announce import channel_for
-from app.celery_app import send_index_work
+from app.celery_app import LEARN_CLICKS, send_index_work
+from app.click_schedule import ClickSchedule, tick
 from app.engine import Engine, SemanticState
 from app.index_work import IndexWork
 from app.params import SearchParams
@@ -51,6 +52,7 @@ class WorkerContext:
     index: Path
     reply_url: str | None
     compact_changes: int = 50_000
+    clicks: ClickSchedule = field(default_factory=ClickSchedule)
     _engine: Engine | None = None
     _work: IndexWork | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -121,6 +123,13 @@ def register(app: Celery, context: WorkerContext) -> None:
         # acks_late (the app's default): a worker killed mid-run has the message delivered
         # again; the run is idempotent and resumes where the stored vectors stop.
         context.index_work().run()
+
+    @app.task(name=LEARN_CLICKS, soft_time_limit=3000, time_limit=3060, ignore_result=True,
+              acks_late=False)
+    def learn_clicks() -> None:
+        # Not acks_late: beat sends the next one a period later, and `tick` (retention, then
+        # training when due, under the root's lock) is the servers' embedded task body.
+        tick(context.index, context.engine(), context.clicks)
 
     @worker_ready.connect(weak=False)
     def _catch_up(sender: Any = None, **_: Any) -> None:  # pragma: no cover - worker main

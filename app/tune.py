@@ -1,11 +1,12 @@
 """`progsearch tune`: fit the enhanced phase's ranking to a BEIR folder's judgements.
 
-Each judged query is run as the enhanced phase runs it (`app.phases.enhanced.rerank_inputs`,
-then `EnhancedRanker.features`), so a model is fitted on exactly what it scores at query
-time. Queries are split into K folds (seeded); for each fold a model is fitted on the others
-and scored on it (nDCG@10, judgements graded as pytrec_eval does: gain = grade, ideal from
-every judged document). The model fitted on all queries is installed only when its mean
-held-out nDCG@10 beats the default weights' on the same folds.
+Each judged query is run as the enhanced phase runs it (`query_features`: the candidates and
+`EnhancedRanker.features` as `Engine.enhanced_payload` computes them), so a model is fitted on
+exactly what it scores at query time. Queries are split into K folds (seeded); for each fold
+a model is fitted on the others and scored on it (nDCG@10, judgements graded as pytrec_eval
+does: gain = grade, ideal from every judged document). The model fitted on all queries is
+installed only when its mean held-out nDCG@10 beats the default weights' on the same folds
+(`beats`, the install rule that training from clicks, `app.click_train`, applies too).
 
 - ``linear``: every weight vector of step 0.1 on the simplex over `LINEAR_FEATURES`, z-scored
   as the default (which is on the grid); the best on the training folds.
@@ -16,7 +17,7 @@ held-out nDCG@10 beats the default weights' on the same folds.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,16 +25,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from app.engine import Engine
-from app.phases import BareQuery
-from app.phases.enhanced import rerank_inputs
+from app.engine import Engine, Rankers
 from index.core.errors import ProgsearchError
 from rankers.enhance import EnhanceSettings, score_candidates
 from rankers.features import zscore
 from rankers.learned import COLUMNS, LinearModel, RankModel, TreeModel, feature_matrix
 
-__all__ = ["LINEAR_FEATURES", "MODELS", "Judged", "TuneReport", "check_folds", "check_ids",
-           "check_options", "collect", "needs_root", "tune"]
+__all__ = ["DISCOUNT", "LINEAR_FEATURES", "MODELS", "Judged", "TuneReport", "beats",
+           "check_folds", "check_ids", "check_options", "collect", "discounts", "external_ids",
+           "fit_lambdamart", "fit_lambdarank", "folds_of", "linear_table", "needs_root",
+           "query_features",
+           "simplex", "tune", "weights_of"]
 
 F64 = npt.NDArray[np.float64]
 MODELS = ("linear", "lambdamart")
@@ -81,25 +83,51 @@ def check_ids(engine: Engine, qrels: Mapping[str, Mapping[str, int]]) -> None:
                               "is in this index: the dataset and the index do not match")
 
 
+def query_features(engine: Engine, text: str, filter_text: str = ""
+                   ) -> tuple[dict[str, npt.NDArray[np.float32]], tuple[str, ...]] | None:
+    """The enhanced phase's candidates of one query (their features and external ids, in the
+    semantic phase's order), computed as `Engine.enhanced_payload` computes them: the keyword
+    candidates limited by ``filter_text``, fused with the query vector, over the segments the
+    engine searches now. None: the query has no word. The query is read as complete (no
+    completion of its last word), as `progsearch eval` reads it. A filter the index cannot
+    apply is a `QueryError`."""
+    from app.params import SearchParams
+
+    rankers = engine.refresh()
+    semantic, enhanced = rankers.semantic, rankers.enhanced
+    assert semantic is not None and enhanced is not None  # the caller checked the phase is ready
+    if not semantic.keyword.analyzer.words(text):
+        return None
+    depth = semantic.fusion.candidates
+    params = SearchParams(text, depth, False, filter_text)
+    state = engine.keyword_state(params, depth, rankers)
+    vector = engine.encode(params.text)
+    fused = semantic.fuse(state.plan, state.result, vector, depth, state.view)
+    c = enhanced.features(state.plan, state.result, vector, fused, state.view)
+    return dict(c.features), external_ids(rankers, c.docs)
+
+
+def external_ids(rankers: Rankers, docs: npt.NDArray[np.int64]) -> tuple[str, ...]:
+    """The ids of document numbers: the snapshot's, then the documents written since."""
+    n = rankers.snapshot.n_docs
+    ids = iter(rankers.snapshot.external_ids([int(d) for d in docs if d < n]))
+    written = rankers.live.view().docs if rankers.live is not None else ()
+    return tuple(str(next(ids)) if d < n else written[int(d) - n].id for d in docs)
+
+
 def collect(engine: Engine, queries: Mapping[str, str],
             qrels: Mapping[str, Mapping[str, int]]) -> list[Judged]:
     """Every query's enhanced candidates and features, as the phase computes them."""
-    rankers = engine.rankers
-    enhanced = rankers.enhanced
-    assert enhanced is not None  # the caller checked the phase is ready
     out = []
     for qid, text in queries.items():
-        query = BareQuery(rankers, text, enhanced_depth(engine), engine.encode)
-        inputs = rerank_inputs(query)
+        found = query_features(engine, text)
         judged = qrels.get(qid, {})
-        if inputs is None:
+        if found is None:
             feats: dict[str, npt.NDArray[np.float32]] = {}
             ids: tuple[str, ...] = ()
             grades = np.zeros(0)
         else:
-            c = enhanced.features(*inputs)
-            feats = dict(c.features)
-            ids = tuple(str(d) for d in engine.snapshot.external_ids(c.docs))
+            feats, ids = found
             grades = np.array([max(judged.get(d, 0), 0) for d in ids], dtype=np.float64)
         out.append(Judged(qid, feats, ids, grades, _ideal(judged)))
     return out
@@ -123,26 +151,45 @@ def simplex(m: int, step: float = 0.1) -> F64:
     return np.asarray(rows, dtype=np.float64) / n
 
 
+def discounts(features: Mapping[str, npt.ArrayLike], grid: F64,
+              among: npt.NDArray[np.intp] | None = None) -> F64:
+    """The DCG discount of every candidate (rows) under every weight vector of ``grid``
+    (columns) of the linear model: 1 / log2(1 + rank) in the first 10, else 0. ``among``:
+    only these candidates (rows in that order), ranked among themselves; the features are
+    z-scored over every candidate all the same, as at query time."""
+    z = np.stack([zscore(features[n]) for n in LINEAR_FEATURES], axis=1)
+    scores = z @ grid.T
+    if among is not None:
+        scores = scores[among]
+    best = np.argsort(-scores, axis=0, kind="stable")[:10]
+    out = np.zeros(scores.shape)
+    np.put_along_axis(out, best, DISCOUNT[: best.shape[0], None], axis=0)
+    return out
+
+
 def linear_table(judged: list[Judged], grid: F64) -> F64:
     """nDCG@10 of every query (rows) under every weight vector of ``grid`` (columns)."""
     table = np.zeros((len(judged), grid.shape[0]))
     for i, q in enumerate(judged):
         if q.ideal <= 0 or q.grades.size == 0:
             continue
-        z = np.stack([zscore(q.features[n]) for n in LINEAR_FEATURES], axis=1)
-        best = np.argsort(-(z @ grid.T), axis=0, kind="stable")[:10]
-        table[i] = (q.grades[best] * DISCOUNT[: best.shape[0], None]).sum(axis=0) / q.ideal
+        table[i] = q.grades @ discounts(q.features, grid) / q.ideal
     return table
 
 
 def fit_lambdamart(judged: list[Judged], seed: int) -> TreeModel:
+    train = [q for q in judged if q.grades.size > 0]
+    return fit_lambdarank([feature_matrix(q.features) for q in train],
+                          [q.grades for q in train], seed)
+
+
+def fit_lambdarank(x: Sequence[F64], y: Sequence[F64], seed: int) -> TreeModel:
+    """LambdaMART over one `feature_matrix` and one array of integer labels per query."""
     import lightgbm
 
-    train = [q for q in judged if q.grades.size > 0]
-    x = np.concatenate([feature_matrix(q.features) for q in train])
-    y = np.concatenate([q.grades for q in train]).astype(np.int64)
     ranker = lightgbm.LGBMRanker(objective="lambdarank", random_state=seed, **LGBM_PARAMS)
-    ranker.fit(x, y, group=[q.grades.size for q in train], feature_name=list(COLUMNS))
+    ranker.fit(np.concatenate(x), np.concatenate(y).astype(np.int64),
+               group=[len(g) for g in y], feature_name=list(COLUMNS))
     return TreeModel(ranker.booster_)
 
 
@@ -160,10 +207,17 @@ class TuneReport:
 
     @property
     def better(self) -> bool:
-        return float(np.mean(self.fitted)) > float(np.mean(self.default))
+        return beats(self.fitted, self.default)
 
 
-def _weights(row: F64) -> dict[str, float]:
+def beats(fitted: Sequence[float], baseline: Sequence[float]) -> bool:
+    """The install rule: a fitted model replaces what ranks now only when its mean held-out
+    figure is above the baseline's; a tie keeps the baseline."""
+    return float(np.mean(fitted)) > float(np.mean(baseline))
+
+
+def weights_of(row: F64) -> dict[str, float]:
+    """A weight vector of the simplex as the linear model's weights (the zeros left out)."""
     return {n: round(float(w), 2) for n, w in zip(LINEAR_FEATURES, row, strict=True) if w > 0}
 
 
@@ -182,8 +236,8 @@ def tune(judged: list[Judged], kind: str, n_folds: int, seed: int) -> TuneReport
             train = np.setdiff1d(np.arange(len(judged)), f)
             best = int(np.argmax(table[train].mean(axis=0)))
             fitted.append(float(table[f, best].mean()))
-            notes.append(str(_weights(grid[best])))
-        model = LinearModel(_weights(grid[int(np.argmax(table.mean(axis=0)))]))
+            notes.append(str(weights_of(grid[best])))
+        model = LinearModel(weights_of(grid[int(np.argmax(table.mean(axis=0)))]))
     else:
         for i, f in enumerate(folds):
             held = set(f.tolist())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.click_log import ClickLog, Shown
+from app.click_schedule import MARKER
 from tests.redis_server import PrivateRedis, private_redis
 from tests.server_process import running_server
 from tests.sse import read_stream
@@ -21,13 +24,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.model]
 
 
 class WorkerProcess:
-    def __init__(self, root: Path, broker: str, log: Path) -> None:
+    def __init__(self, root: Path, broker: str, log: Path, *args: str, **env: str) -> None:
         self.log = log
-        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "worker", str(root), "--broker-url", broker],
-                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                [sys.executable, "-m", "app.cli", "worker", str(root), "--broker-url", broker,
+                 *args],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
             )
 
     def wait_ready(self, timeout: float = 300) -> None:
@@ -125,3 +129,25 @@ def test_broker_stopped_keeps_keyword_and_semantic(sample_root: Path, http: http
         assert events[2].data["code"] in ("unavailable", "timeout")
         assert took < 30  # bounded by the publish timeout and the deadline, not hung
         assert "Traceback" not in s.output()
+
+
+def test_beat_sends_the_training_from_clicks_to_a_worker(root: Path, tmp_path: Path) -> None:
+    clicks = ClickLog.open(root)
+    for i, query in enumerate(("rain jacket", "warm coat", "hiking boots", "camping tent")):
+        shown = Shown(f"s{i}", query, "", ("p01", "p02", "p03", "p04", "p05"), "default",
+                      time.time())
+        clicks.add(shown, "p03")
+    with private_redis() as broker:
+        w = WorkerProcess(root, broker.url, tmp_path / "worker.log", "--beat",
+                          PROGSEARCH_CLICK_TRAIN_SECONDS="1", PROGSEARCH_CLICK_TRAIN_MIN="1")
+        try:
+            deadline = time.monotonic() + 300
+            while not (root / MARKER).exists():
+                assert w.proc.poll() is None and time.monotonic() < deadline, \
+                    w.log.read_text(errors="replace")
+                time.sleep(0.2)
+        finally:
+            w.stop()
+    report = json.loads((root / MARKER).read_text())["report"]
+    assert report[0].startswith("4 searches with 4 clicks in the log")
+    assert "progsearch.learn_clicks" in w.log.read_text(errors="replace")
