@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from limits import parse as parse_rate
+
 from index.core.errors import ProgsearchError
 
 __all__ = ["PREFIX", "Settings", "SettingsError"]
@@ -86,6 +88,16 @@ class Settings:
     header_timeout: float = 5.0
     """Seconds for a request's head to arrive, from the connection's opening (or the first
     byte of the next request on it); the connection is closed after a 408 past it."""
+    click_search_ttl: float = 3600.0
+    """Seconds an answered search is remembered: `POST /events` on it is accepted that long."""
+    events_searches: int = 20_000
+    """Answered searches remembered in process (without Redis); the oldest go first."""
+    events_rate: str = "120/minute"
+    """Events accepted per client address (`limits` notation: "120/minute", "10/second")."""
+    events_max_bytes: int = 16_384
+    """Largest `POST /events` body; a larger one gets 413."""
+    events_batch: int = 32
+    """Most events in one `POST /events` list."""
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool]] = [
@@ -103,10 +115,15 @@ class Settings:
             ("max_header_bytes", self.max_header_bytes >= 1024),
             ("max_headers", self.max_headers >= 1),
             ("follow_per_client", self.follow_per_client >= 1),
+            ("events_searches", self.events_searches >= 1),
+            ("events_rate", _rate_ok(self.events_rate)),
+            ("events_max_bytes", self.events_max_bytes >= 64),
+            ("events_batch", self.events_batch >= 1),
         ]
         for name in ("keyword_timeout", "semantic_timeout", "enhanced_timeout", "cache_ttl",
                      "redis_timeout", "send_timeout", "ping_seconds", "publish_timeout",
-                     "precompute_interval", "header_timeout", "follow_lifetime"):
+                     "precompute_interval", "header_timeout", "follow_lifetime",
+                     "click_search_ttl"):
             checks.append((name, getattr(self, name) > 0))
         for name, ok in checks:
             if not ok:
@@ -134,6 +151,14 @@ class Settings:
         return cls(**values)
 
 
+def _rate_ok(rate: str) -> bool:
+    try:
+        parse_rate(rate)
+    except ValueError:
+        return False
+    return True
+
+
 def _origins(raw: str) -> tuple[str, ...]:
     return tuple(o.strip() for o in raw.split(",") if o.strip())
 
@@ -145,15 +170,18 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "api_key": str,
     "cors_origins": _origins,
     "encoder": str,
+    "events_rate": str,
     **{n: int for n in ("max_query_chars", "max_k", "default_k", "encoder_threads",
                         "encoder_concurrency", "candidates", "cache_size", "retry_ms",
                         "cache_max_age", "embedded_threads", "precompute_top", "max_body_bytes",
                         "compact_changes", "max_pending", "max_header_bytes", "max_headers",
-                        "follow_per_client")},
+                        "follow_per_client", "events_searches", "events_max_bytes",
+                        "events_batch")},
     **{n: float for n in ("keyword_timeout", "semantic_timeout", "enhanced_timeout",
                           "cache_ttl", "redis_timeout", "redis_backoff", "send_timeout",
                           "ping_seconds", "shutdown_grace", "publish_timeout",
-                          "precompute_interval", "header_timeout", "follow_lifetime")},
+                          "precompute_interval", "header_timeout", "follow_lifetime",
+                          "click_search_ttl")},
 }
 
 

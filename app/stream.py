@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.metrics import Metrics
 from app.params import SearchParams
-from app.phases import PhaseError, Registry
+from app.phases import Phase, PhaseError, Registry
 from app.search import PhaseResult, Searcher
 
 __all__ = ["PROTOCOL", "DroppedStreamFilter", "PhaseStream", "phase_events", "resume_after"]
@@ -62,6 +62,7 @@ async def phase_events(searcher: Searcher, params: SearchParams, seen: int,
     retry: int | None = retry_ms
     timings: dict[str, float] = {}
     errors: list[str] = []
+    sent: list[tuple[Phase, PhaseResult]] = []
     all_cached = True
     query = await searcher.begin(params, wanted)
     for phase in wanted:
@@ -75,6 +76,7 @@ async def phase_events(searcher: Searcher, params: SearchParams, seen: int,
             failure = PhaseError(phase.name, "failed", f"the {phase.name} phase failed")
         else:
             timings[phase.name] = round(result.took_ms, 3)
+            sent.append((phase, result))
             all_cached = all_cached and result.cached
             yield _event(phase.name, version, phase.seq, result.body(), retry)
             retry = None
@@ -96,6 +98,7 @@ async def phase_events(searcher: Searcher, params: SearchParams, seen: int,
         "errors": errors,
         "total_ms": round((time.perf_counter() - start) * 1000, 3),
         "cached": all_cached and bool(timings),
+        "search_id": searcher.remember_search(params, sent),
     }
     yield _event("done", version, phases.done, orjson.dumps(done), retry)
 
