@@ -14,9 +14,12 @@ from urllib.parse import quote
 import httpx
 import orjson
 import pytest
+from httpx_sse import connect_sse
 
 from app.click_log import ClickLog
 from index.snapshot import CURRENT
+from rankers.learned import LinearModel
+from rankers.model_store import install_model
 from tests.redis_server import PrivateRedis, private_redis
 from tests.server_process import ServerProcess, running_server
 from tests.sse import read_stream
@@ -123,6 +126,10 @@ def test_done_and_the_json_answer_carry_a_new_search_id(
     r = http.get(f"{server.url}/search", params={"q": "rain jacket"})
     assert r.status_code == 200 and r.json()["search_id"] not in ids
     assert r.headers["cache-control"].startswith("private")  # the id is this answer's
+    url = f"{server.url}/search/stream?q=rain+jacket&k=5&follow=1"
+    with connect_sse(http, "GET", url) as source:  # a follow: open after done
+        follow = next(orjson.loads(e.data) for e in source.iter_sse() if e.event == "done")
+    assert follow["search_id"] not in ids and len(follow["search_id"]) >= 22
 
 
 def test_a_click_is_stored_in_the_click_log_with_its_search(
@@ -218,6 +225,21 @@ def test_a_second_server_behind_the_same_redis_accepts_a_click_on_the_first_ones
     r = posted(http, server, click(answer["search_id"], answer["hits"][0]["id"]),
                client_address())
     assert r.status_code == 202
+
+
+def test_a_search_ordered_by_an_installed_model_is_logged_with_its_version(
+        http: httpx.Client, server: ServerProcess, root: Path) -> None:
+    version = install_model(root, LinearModel({"title": 1.0}))
+    time.sleep(0.3)  # the engine looks at the model's pointer every 50 ms
+    done, shown = stream(http, server, "trail running")
+    assert set(done["phases"]) == {"keyword", "semantic", "enhanced"}
+    assert posted(http, server, click(done["search_id"], shown[0]), client_address()
+                  ).status_code == 202
+    assert sessions(root)[done["search_id"]].shown.model == version
+    answer = http.get(f"{server.url}/search", params={"q": "trail running"}).json()
+    assert posted(http, server, click(answer["search_id"], answer["hits"][0]["id"]),
+                  client_address()).status_code == 202
+    assert sessions(root)[answer["search_id"]].shown.model == "default"  # the keyword phase's
 
 
 def test_a_search_expires_and_with_redis_down_searches_work_and_events_get_503(
