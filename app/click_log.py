@@ -11,6 +11,7 @@ Tables:
   written with its first event, never before: searches nobody clicks cost nothing here.
 - ``events``: one row per event, numbered by ``seq``: the search, the document, its 1-based
   rank in the shown order, the kind (``click``, or ``dwell`` with milliseconds) and when.
+  A click is stored once per search and document: a repeat says nothing new.
 
 Retention (`ClickLog.prune`) removes searches older than a maximum age, then the oldest
 searches past a maximum count, with their events.
@@ -124,13 +125,24 @@ class ClickLog:
     def add(self, shown: Shown, doc_id: str, kind: EventKind = "click",
             dwell_ms: int | None = None, at: float | None = None) -> Event:
         """Store one event on ``shown`` (stored with its first event). ``doc_id`` must be one
-        of the shown ids: the caller checks, and this raises ValueError otherwise."""
-        rank = shown.rank_of(doc_id)
-        if rank is None:
-            raise ValueError(f"{doc_id!r} was not shown by search {shown.search_id!r}")
-        event = Event(shown.search_id, doc_id, rank, kind, dwell_ms,
-                      time.time() if at is None else at)
+        of the shown ids: the caller checks, and this raises ValueError otherwise. A click
+        repeated on the same search and document is not stored again (see `add_once`)."""
+        event = self.add_once(shown, doc_id, kind, dwell_ms, at)
+        if event is not None:
+            return event
+        return self._event(shown, doc_id, kind, dwell_ms, at)
+
+    def add_once(self, shown: Shown, doc_id: str, kind: EventKind = "click",
+                 dwell_ms: int | None = None, at: float | None = None) -> Event | None:
+        """As `add`; None when the event is a click already stored for that search and
+        document (a double click, a page sending again), which is then not stored. Dwells are
+        all kept: each is one more look at the document."""
+        event = self._event(shown, doc_id, kind, dwell_ms, at)
         with write_transaction(self._conn()) as conn:
+            if kind == "click" and conn.execute(
+                    "SELECT 1 FROM events WHERE search_id = ? AND doc_id = ? AND kind = 'click'",
+                    (event.search_id, event.doc_id)).fetchone() is not None:
+                return None
             conn.execute(
                 "INSERT OR IGNORE INTO searches VALUES (?, ?, ?, ?, ?, ?)",
                 (shown.search_id, shown.query, shown.filter, json.dumps(list(shown.shown)),
@@ -142,6 +154,15 @@ class ClickLog:
                 (event.search_id, event.doc_id, event.rank, event.kind, event.dwell_ms, event.at),
             )
         return event
+
+    @staticmethod
+    def _event(shown: Shown, doc_id: str, kind: EventKind, dwell_ms: int | None,
+               at: float | None) -> Event:
+        rank = shown.rank_of(doc_id)
+        if rank is None:
+            raise ValueError(f"{doc_id!r} was not shown by search {shown.search_id!r}")
+        return Event(shown.search_id, doc_id, rank, kind, dwell_ms,
+                     time.time() if at is None else at)
 
     def last_seq(self) -> int:
         """The number of the newest event (0: none yet); numbers are never reused."""

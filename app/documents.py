@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from app.bodies import media_type, read_body
 from app.engine import Engine
 from app.errors import ApiError
 from app.jobs import Jobs
@@ -110,26 +111,8 @@ def _authorize(request: Request, settings: Settings) -> None:
                        "a valid API key is required (Authorization: Bearer KEY, or X-API-Key)")
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes `limit` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "body_too_large", f"the body is over {limit} bytes")
-    parts: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ApiError(413, "body_too_large", f"the body is over {limit} bytes")
-            parts.append(chunk)
-    except ClientDisconnect:
-        raise ApiError(400, "client_disconnected", "the client left before the body") from None
-    return b"".join(parts)
-
-
 def _ndjson(request: Request) -> bool | None:
-    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    kind = media_type(request)
     if kind in NDJSON_TYPES:
         return True
     if kind == "application/json":
@@ -155,7 +138,7 @@ async def post_documents(request: Request) -> Response:
     settings: Settings = request.state.settings
     _authorize(request, settings)
     writer = _writer(request)
-    body = await _body(request, settings.max_body_bytes)
+    body = await read_body(request, settings.max_body_bytes)
     if not body.strip():
         raise ApiError(422, "invalid_document", "the body holds no document")
     docs = await anyio.to_thread.run_sync(_parse, body, _ndjson(request),

@@ -51,6 +51,14 @@ class Metrics:
         self.errors = Counter(
             "progsearch_errors", "Errors returned to clients, by code", ["code"], registry=r
         )
+        self.events_accepted = Counter(
+            "progsearch_events_accepted", "Click and dwell events stored in the click log",
+            ["kind"], registry=r,
+        )
+        self.events_refused = Counter(
+            "progsearch_events_refused", "POST /events requests refused, by error code",
+            ["code"], registry=r,
+        )
         self.requests = Counter(
             "progsearch_requests", "Requests by endpoint", ["endpoint"], registry=r
         )

@@ -80,6 +80,6 @@ def middleware(settings: Settings) -> list[Middleware]:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Last-Event-ID", "If-None-Match", "Authorization", "X-API-Key",
                            "Content-Type"],
-            expose_headers=["ETag"],
+            expose_headers=["ETag", "Retry-After"],
         ))
     return stack

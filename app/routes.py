@@ -16,6 +16,7 @@ from starlette.staticfiles import StaticFiles
 from app.documents import delete_document, get_document, post_documents
 from app.engine import Engine, SemanticState
 from app.errors import ApiError
+from app.events import post_events
 from app.follow_hub import FollowHub
 from app.follow_stream import follow_events, lookup_resume
 from app.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -54,7 +55,9 @@ async def search(request: Request) -> Response:
     params = engine.check(params)  # filter, facets, sort: 400 before any answer
     searcher.log_query(params)
     etag = f'W/"{engine.version}"'
-    headers = {"ETag": etag, "Cache-Control": f"public, max-age={settings.cache_max_age}"}
+    # private: each answer carries its own search_id (a revalidated answer keeps its id, which
+    # names the same results: the ETag is the index version).
+    headers = {"ETag": etag, "Cache-Control": f"private, max-age={settings.cache_max_age}"}
     if _etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
     try:
@@ -62,7 +65,9 @@ async def search(request: Request) -> Response:
     except PhaseError as exc:
         metrics.errors.labels(exc.code).inc()
         return JSONResponse({"error": exc.payload()}, status_code=503)
-    return Response(result.body(), media_type="application/json", headers=headers)
+    search_id = searcher.remember_search(params, [(searcher.phases.first, result)])
+    return Response(result.body({"search_id": search_id}), media_type="application/json",
+                    headers=headers)
 
 
 async def search_stream(request: Request) -> Response:
@@ -179,6 +184,7 @@ routes = [
     Route("/documents", post_documents, methods=["POST"]),
     Route("/documents/{doc_id:path}", get_document, methods=["GET"]),
     Route("/documents/{doc_id:path}", delete_document, methods=["DELETE"]),
+    Route("/events", post_events, methods=["POST"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
     Route("/metrics", metrics_endpoint, methods=["GET"]),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +26,14 @@ import numpy as np
 import orjson
 
 from app.cache import Cache
+from app.click_log import Shown
 from app.engine import Engine, SemanticState
 from app.jobs import JobError, Jobs
 from app.metrics import Metrics
 from app.params import SearchParams
 from app.phases import PHASES, Capabilities, Need, Phase, PhaseError, Registry
 from app.phases.types import KeptStates
+from app.searches import MemorySearches, RecentSearches, new_search_id, shown_order
 from app.settings import Settings
 from app.singleflight import SingleFlight, consume
 from index.core.types import F32
@@ -57,13 +59,20 @@ class PhaseResult:
     def cached(self) -> bool:
         return self.raw is not None
 
-    def body(self) -> bytes:
-        """The payload's JSON with `took_ms` and `cached` added."""
+    def body(self, extra: Mapping[str, Any] | None = None) -> bytes:
+        """The payload's JSON with `took_ms` and `cached` added, and `extra`'s fields."""
         took = round(self.took_ms, 3)
         if self.raw is not None:
-            return self.raw[:-1] + b',"took_ms":%s,"cached":true}' % repr(took).encode()
+            more = b"," + orjson.dumps(extra)[1:-1] if extra else b""
+            return self.raw[:-1] + b',"took_ms":%s,"cached":true%s}' % (repr(took).encode(),
+                                                                         more)
         assert self.payload is not None
-        return orjson.dumps({**self.payload, "took_ms": took, "cached": False})
+        return orjson.dumps({**self.payload, "took_ms": took, "cached": False, **(extra or {})})
+
+    def ids(self) -> list[str]:
+        """The ids of its hits, in their order."""
+        data = self.payload if self.payload is not None else orjson.loads(self.raw or b"{}")
+        return [str(hit["id"]) for hit in data.get("hits", ())]
 
 
 class Query(KeptStates):
@@ -104,13 +113,17 @@ class Query(KeptStates):
 
 class Searcher:
     def __init__(self, engine: Engine, cache: Cache, metrics: Metrics, settings: Settings,
-                 jobs: Jobs, phases: Registry = PHASES) -> None:
+                 jobs: Jobs, phases: Registry = PHASES,
+                 searches: RecentSearches | None = None) -> None:
         self.engine = engine
         self.jobs = jobs
         self.cache = cache
         self.metrics = metrics
         self.settings = settings
         self.phases = phases
+        self.searches = searches if searches is not None else MemorySearches(
+            settings.events_searches, settings.click_search_ttl)
+        """Where answered searches are remembered for `POST /events` (closed with this)."""
         self._flights: SingleFlight[Any] = SingleFlight()
         self._writes: set[asyncio.Task[None]] = set()
         self._semantic_limit = anyio.CapacityLimiter(settings.encoder_concurrency)
@@ -139,6 +152,27 @@ class Searcher:
     def log_query(self, params: SearchParams) -> None:
         """Count the query in the query log (in the background), for precomputation."""
         self._background(self.cache.count(QUERY_LOG, params.log_member))
+
+    def remember_search(self, params: SearchParams,
+                        sent: Sequence[tuple[Phase, PhaseResult]]) -> str | None:
+        """A new search id for what these phases sent (in turn), remembered in the background:
+        the answer that carries the id never waits for it. None when no phase was sent."""
+        if not sent:
+            return None
+        search_id = new_search_id()
+        rankings = {phase.name: phase.ranking(self.engine) for phase, _ in sent}
+        at = time.time()
+
+        async def remember() -> None:
+            try:
+                phase, shown = shown_order([(p.name, r.ids()) for p, r in sent])
+                await self.searches.remember(
+                    Shown(search_id, params.q, params.filter, shown, rankings[phase], at))
+            except Exception:  # an event on this search will get 404; the search is answered
+                log.exception("remembering search %s failed", search_id)
+
+        self._background(remember())
+        return search_id
 
     async def lookup(self, phases: list[str], params: SearchParams) -> dict[str, bytes]:
         """Cached payloads (their JSON) of several phases, in one round trip; `EMBEDDING`
@@ -264,3 +298,4 @@ class Searcher:
     async def close(self) -> None:
         await self._flights.drain()
         await self.flush()
+        await self.searches.close()

@@ -1,7 +1,8 @@
 """The Starlette application and its lifespan.
 
 The lifespan loads the snapshot once (memory-mapped, no work proportional to its size),
-starts the encoder loading in the background, opens the cache, and yields the loaded state,
+starts the encoder loading in the background, opens the cache, the store of recent searches
+and the click log, and yields the loaded state,
 which Starlette copies into every request. Nothing lives in module globals.
 """
 
@@ -22,6 +23,7 @@ from app.cache import make_cache
 from app.documents import Writer
 from app.engine import Engine, SemanticState
 from app.errors import exception_handlers
+from app.events import Events
 from app.follow_hub import FollowHub
 from app.index_work import IndexWork
 from app.jobs import CeleryJobs, EmbeddedJobs, Jobs
@@ -31,6 +33,7 @@ from app.phases import PHASES, Registry
 from app.precompute import claim_version, precompute
 from app.routes import routes
 from app.search import Searcher
+from app.searches import make_searches
 from app.settings import Settings, SettingsError
 from app.stream import DroppedStreamFilter
 from index.snapshot import sweep_staging
@@ -67,7 +70,9 @@ def create_app(settings: Settings, engine: Engine | None = None,
         jobs = make_jobs(settings, loaded, _from_thread(follows.announce)
                          if follows is not None else None)
         await jobs.start()
-        searcher = Searcher(loaded, cache, metrics, settings, jobs, phases)
+        searches = make_searches(settings)
+        searcher = Searcher(loaded, cache, metrics, settings, jobs, phases, searches)
+        events = Events.make(settings, loaded, searches, metrics)
         writer = Writer.make(loaded, jobs, settings,
                              follows.announce if follows is not None else None)
         warmer = asyncio.ensure_future(_precompute_when_ready(searcher, settings))
@@ -84,7 +89,8 @@ def create_app(settings: Settings, engine: Engine | None = None,
         logging.getLogger("uvicorn.error").addFilter(dropped)
         try:
             yield {"engine": loaded, "searcher": searcher, "metrics": metrics,
-                   "settings": settings, "writer": writer, "follows": follows}
+                   "settings": settings, "writer": writer, "follows": follows,
+                   "events": events}
         finally:
             if follows is not None:
                 follows.close_all()
@@ -94,6 +100,7 @@ def create_app(settings: Settings, engine: Engine | None = None,
             await asyncio.gather(*tasks, return_exceptions=True)
             logging.getLogger("uvicorn.error").removeFilter(dropped)
             await searcher.close()
+            await events.close()
             await jobs.close()
             await cache.close()
             if announcer is not None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from limits import parse as parse_rate
+
 from index.core.errors import ProgsearchError
 
 __all__ = ["PREFIX", "Settings", "SettingsError"]
@@ -96,6 +98,16 @@ class Settings:
     """Searches the click log keeps at most (the oldest go first)."""
     click_eta: float = 1.0
     """Exponent of the position-based model, p(rank) = (1 / rank) ** eta (`rankers.propensity`)."""
+    click_search_ttl: float = 3600.0
+    """Seconds an answered search is remembered: `POST /events` on it is accepted that long."""
+    events_searches: int = 20_000
+    """Answered searches remembered in process (without Redis); the oldest go first."""
+    events_rate: str = "120/minute"
+    """Events accepted per client address (`limits` notation: "120/minute", "10/second")."""
+    events_max_bytes: int = 16_384
+    """Largest `POST /events` body; a larger one gets 413."""
+    events_batch: int = 32
+    """Most events in one `POST /events` list."""
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool]] = [
@@ -118,10 +130,15 @@ class Settings:
             ("click_max_age_days", self.click_max_age_days > 0),
             ("click_max_searches", self.click_max_searches >= 1),
             ("click_eta", 0 <= self.click_eta <= 4),
+            ("events_searches", self.events_searches >= 1),
+            ("events_rate", _rate_ok(self.events_rate)),
+            ("events_max_bytes", self.events_max_bytes >= 64),
+            ("events_batch", self.events_batch >= 1),
         ]
         for name in ("keyword_timeout", "semantic_timeout", "enhanced_timeout", "cache_ttl",
                      "redis_timeout", "send_timeout", "ping_seconds", "publish_timeout",
-                     "precompute_interval", "header_timeout", "follow_lifetime"):
+                     "precompute_interval", "header_timeout", "follow_lifetime",
+                     "click_search_ttl"):
             checks.append((name, getattr(self, name) > 0))
         for name, ok in checks:
             if not ok:
@@ -149,6 +166,14 @@ class Settings:
         return cls(**values)
 
 
+def _rate_ok(rate: str) -> bool:
+    try:
+        parse_rate(rate)
+    except ValueError:
+        return False
+    return True
+
+
 def _origins(raw: str) -> tuple[str, ...]:
     return tuple(o.strip() for o in raw.split(",") if o.strip())
 
@@ -160,16 +185,19 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "api_key": str,
     "cors_origins": _origins,
     "encoder": str,
+    "events_rate": str,
     **{n: int for n in ("max_query_chars", "max_k", "default_k", "encoder_threads",
                         "encoder_concurrency", "candidates", "cache_size", "retry_ms",
                         "cache_max_age", "embedded_threads", "precompute_top", "max_body_bytes",
                         "compact_changes", "max_pending", "max_header_bytes", "max_headers",
-                        "follow_per_client", "click_train_min", "click_max_searches")},
+                        "follow_per_client", "click_train_min", "click_max_searches",
+                        "events_searches", "events_max_bytes", "events_batch")},
     **{n: float for n in ("keyword_timeout", "semantic_timeout", "enhanced_timeout",
                           "cache_ttl", "redis_timeout", "redis_backoff", "send_timeout",
                           "ping_seconds", "shutdown_grace", "publish_timeout",
                           "precompute_interval", "header_timeout", "follow_lifetime",
-                          "click_train_seconds", "click_max_age_days", "click_eta")},
+                          "click_train_seconds", "click_max_age_days", "click_eta",
+                          "click_search_ttl")},
 }
 
 

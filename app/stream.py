@@ -15,14 +15,15 @@ from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from typing import Any
 
+import anyio
 import orjson
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from app.metrics import Metrics
 from app.params import SearchParams
-from app.phases import PhaseError, Registry
+from app.phases import Phase, PhaseError, Registry
 from app.search import PhaseResult, Searcher
 
 __all__ = ["PROTOCOL", "DroppedStreamFilter", "PhaseStream", "phase_events", "resume_after"]
@@ -62,6 +63,7 @@ async def phase_events(searcher: Searcher, params: SearchParams, seen: int,
     retry: int | None = retry_ms
     timings: dict[str, float] = {}
     errors: list[str] = []
+    sent: list[tuple[Phase, PhaseResult]] = []
     all_cached = True
     query = await searcher.begin(params, wanted)
     for phase in wanted:
@@ -75,6 +77,7 @@ async def phase_events(searcher: Searcher, params: SearchParams, seen: int,
             failure = PhaseError(phase.name, "failed", f"the {phase.name} phase failed")
         else:
             timings[phase.name] = round(result.took_ms, 3)
+            sent.append((phase, result))
             all_cached = all_cached and result.cached
             yield _event(phase.name, version, phase.seq, result.body(), retry)
             retry = None
@@ -96,6 +99,7 @@ async def phase_events(searcher: Searcher, params: SearchParams, seen: int,
         "errors": errors,
         "total_ms": round((time.perf_counter() - start) * 1000, 3),
         "cached": all_cached and bool(timings),
+        "search_id": searcher.remember_search(params, sent),
     }
     yield _event("done", version, phases.done, orjson.dumps(done), retry)
 
@@ -112,13 +116,33 @@ class PhaseStream(EventSourceResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, self._bounded(send))
         except SendTimeoutError:
             log.info("dropped a stream whose client took no event for %s s", self.send_timeout)
             self.metrics.errors.labels("client_timeout").inc()
             # The response cannot be completed (that would be one more send to the client
             # that takes none), so uvicorn will say so: `DroppedStreamFilter` knows why.
             _dropped.set(True)
+
+
+    def _bounded(self, send: Send) -> Send:
+        """`send` with the response's last message under `send_timeout` too: sse-starlette
+        bounds each event's send but not the empty one that ends the body, and with the
+        client's window full that one waits for it forever (a stream whose last event just
+        fitted in the buffers was never dropped)."""
+        timeout = self.send_timeout
+
+        async def bounded(message: Message) -> None:
+            if timeout is None or message["type"] != "http.response.body" or \
+                    message.get("more_body", False):
+                await send(message)
+                return
+            with anyio.move_on_after(timeout) as scope:
+                await send(message)
+            if scope.cancel_called:
+                raise SendTimeoutError()
+
+        return bounded
 
 
 class DroppedStreamFilter(logging.Filter):

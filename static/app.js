@@ -7,6 +7,8 @@
 // With "follow" on, the stream stays open after `done` and each `update` (a write changed the
 // results) re-renders the list the same way, new documents marked, removed ones fading out.
 // The "write a product" form posts to /documents, so the page can show both ends of a write.
+// Opening a result (a click, or Enter on a focused one) sends a click event for the search
+// that showed it (POST /events, with the search_id of the stream's `done`).
 "use strict";
 
 (() => {
@@ -52,6 +54,7 @@
   let counting = null; // AbortController of the current searches' facet counts
   let recountTimer = 0;
   let state = F.fromParams(new URLSearchParams(location.search));
+  let searchId = null; // the current search's, from its `done`: what a click is reported on
   const nodes = new Map(); // result id -> <li>
   const counts = new Map(); // facet field -> its latest {matched, values, min, max}
   // Ids an update brought in or rewrote since the search began: they keep their mark while the
@@ -444,6 +447,7 @@
     clearTimeout(recountTimer);
     arrived.clear();
     edited.clear();
+    searchId = null;
     const params = apiParams(K, F.FACETS);
     const browsing = !query.trim() && !params.has("filter") && !params.has("sort");
     fetchCounts(gen, browsing);
@@ -551,6 +555,7 @@
       else es.close(); // else the browser would reconnect, and get 204
       list.setAttribute("aria-busy", "false");
       const done = JSON.parse(ev.data);
+      searchId = done.search_id || null;
       PHASES.forEach((p) => {
         if (!(p in done.phases) && !done.errors.includes(p)) setBadge(p, "skipped", "n/a");
       });
@@ -623,8 +628,31 @@
       (sibling(item, false) || input).focus();
     } else if (ev.key === "Escape") {
       input.focus();
+    } else if (ev.key === "Enter") {
+      ev.preventDefault();
+      open(item);
     }
   });
+  list.addEventListener("click", (ev) => {
+    const item = ev.target.closest(".hit");
+    if (item && isHit(item)) open(item);
+  });
+
+  // ---- opening a result ------------------------------------------------------------------
+  // The event is sent with keepalive, so it is delivered even if the page is left at once. A
+  // result an update brought in was not shown when the search ended: the server would refuse
+  // it, so it is not sent; nor is anything before `done` gave the search its id.
+  function open(item) {
+    item.classList.add("opened");
+    const id = item.dataset.id;
+    if (!searchId || arrived.has(id)) return;
+    fetch("/events", {
+      method: "POST",
+      keepalive: true,
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ search_id: searchId, doc_id: id, kind: "click" }),
+    }).catch(() => {}); // a lost event costs the page nothing
+  }
 
   // ---- writing a product -----------------------------------------------------------------
   // The demo catalog's fields (app/catalog/schema.toml); empty ones are left out. The key goes

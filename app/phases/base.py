@@ -50,6 +50,9 @@ class BasePhase:
     def cache_version(self, engine: Engine) -> str:
         return engine.version
 
+    def ranking(self, engine: Engine) -> str:
+        return "default"
+
     def inline(self, engine: Engine) -> bool:
         return False
 

@@ -37,8 +37,11 @@ class EnhancedPhase(BasePhase):
     def cache_version(self, engine: Engine) -> str:
         # A newly installed model must never be served an answer ranked by the old one; with
         # none installed, the key is the other phases' (the version alone).
-        model = engine.model_version
+        model = self.ranking(engine)
         return engine.version if model == "default" else f"{engine.version}~{model}"
+
+    def ranking(self, engine: Engine) -> str:
+        return engine.model_version
 
     def refuse(self, ctx: Context) -> PhaseError | None:
         # The costliest phase, and the last: computed in this process, it gives way while

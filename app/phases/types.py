@@ -194,6 +194,11 @@ class Phase(Protocol):
         else its ranking depends on (the enhanced phase's installed model)."""
         ...
 
+    def ranking(self, engine: Engine) -> str:
+        """What orders its hits, as the click log records a search it ended: ``default``, or
+        the enhanced phase's installed model's version."""
+        ...
+
     def inline(self, engine: Engine) -> bool:
         """Computed on the event loop without yielding: then neither a deadline nor single
         flight could act on it, and the service calls it directly."""

@@ -43,3 +43,18 @@ def test_retention_drops_old_searches_then_the_oldest_past_the_count(tmp_path: P
     assert [s.shown.search_id for s in log.sessions()] == ["s4", "s5"]
     assert log.count() == 2  # their events went with them
     assert [s.shown.search_id for s in log.sessions(since=104.5)] == ["s5"]
+
+
+def test_a_repeated_click_is_stored_once_and_dwells_all(tmp_path: Path) -> None:
+    log = ClickLog.open(tmp_path)
+    s = shown("s1", 10.0)
+    assert log.add_once(s, "b", at=11.0) is not None
+    assert log.add_once(s, "b", at=12.0) is None  # a double click
+    again = log.add(s, "b", at=13.0)  # add answers the event all the same
+    assert (again.doc_id, again.rank, again.kind) == ("b", 2, "click")
+    assert log.add_once(s, "a", at=14.0) is not None  # another document: a new click
+    for ms in (1000, 1000):
+        assert log.add_once(s, "b", kind="dwell", dwell_ms=ms) is not None
+    assert log.count() == 2 and log.count("dwell") == 2 and log.last_seq() == 4
+    [session] = log.sessions()
+    assert session.clicked() == {"b": 2, "a": 1}
