@@ -129,7 +129,10 @@ def server_search(server: ServerProcess, http: httpx.Client, **params: Any) -> d
 
 
 def without_timing(payload: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in payload.items() if k not in ("took_ms", "cached", "index_version")}
+    """A payload without what differs per answer (its timing, cache state, version and the
+    served answer's search id, which a local run has no use for)."""
+    return {k: v for k, v in payload.items()
+            if k not in ("took_ms", "cached", "index_version", "search_id")}
 
 
 # -- search ------------------------------------------------------------------------------
