@@ -12,12 +12,14 @@ dataset's, then word pairs from them, after a warm-up on other pairs.
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import sys
 from pathlib import Path
 
 from bench.sse_client import fetch, order_problem, phase_errors
 from bench.stream import (
+    Server,
     Servers,
     done_ms,
     first_event_ms,
@@ -27,6 +29,13 @@ from bench.stream import (
     warmup_queries,
 )
 from bench.timing import print_table, summarize
+
+
+def explored_count(server: Server) -> float:
+    """The server's count of explored streams (its `/metrics`)."""
+    text = fetch(server.port, "/metrics").body.decode()
+    found = re.search(r"^progsearch_explored_searches_total (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else float("nan")
 
 
 def main() -> int:
@@ -68,6 +77,7 @@ def main() -> int:
                 errors[label] += bool(phase_errors(reply))
                 first[label].append(first_event_ms(reply))
                 done[label].append(done_ms(reply))
+        counted = {label: explored_count(server) for label, server in run.items()}
     finally:
         servers.close()
     print(f"$ python -m bench.explore_latency {shlex.join(sys.argv[1:])}")
@@ -77,9 +87,10 @@ def main() -> int:
     for label in labels:
         f, d = summarize(first[label]), summarize(done[label])
         rows.append([label, len(first[label]), f["p50"], f["p99"], d["p50"], d["p99"],
-                     errors[label], problems[label]])
+                     errors[label], problems[label], counted[label]])
     print_table(rows, ["streams", "n", "first event p50 ms", "p99", "done p50 ms", "p99",
-                       "with an error event", "incomplete"])
+                       "with an error event", "incomplete",
+                       "progsearch_explored_searches_total"])
     return 0
 
 
