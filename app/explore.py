@@ -31,7 +31,8 @@ __all__ = ["Explorer", "sent_payload"]
 @dataclass
 class Explorer:
     """Which searches are explored, and the random source of their draws (one per server,
-    created with its `Searcher`)."""
+    created with its `Searcher`; used from the event loop only, as a `Generator` is not
+    thread-safe)."""
 
     share: float
     depth: int
