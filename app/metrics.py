@@ -59,6 +59,10 @@ class Metrics:
             "progsearch_events_refused", "POST /events requests refused, by error code",
             ["code"], registry=r,
         )
+        self.explored = Counter(
+            "progsearch_explored_searches",
+            "Streams whose final phase showed a candidate from below rank k", registry=r,
+        )
         self.requests = Counter(
             "progsearch_requests", "Requests by endpoint", ["endpoint"], registry=r
         )

@@ -28,6 +28,7 @@ import orjson
 from app.cache import Cache
 from app.click_log import Shown
 from app.engine import Engine, SemanticState
+from app.explore import Explorer
 from app.jobs import JobError, Jobs
 from app.metrics import Metrics
 from app.params import SearchParams
@@ -124,6 +125,8 @@ class Searcher:
         self.searches = searches if searches is not None else MemorySearches(
             settings.events_searches, settings.click_search_ttl)
         """Where answered searches are remembered for `POST /events` (closed with this)."""
+        self.explorer = Explorer.of(settings)
+        """Which streams are explored, and its random source."""
         self._flights: SingleFlight[Any] = SingleFlight()
         self._writes: set[asyncio.Task[None]] = set()
         self._semantic_limit = anyio.CapacityLimiter(settings.encoder_concurrency)

@@ -108,6 +108,10 @@ class Settings:
     """Largest `POST /events` body; a larger one gets 413."""
     events_batch: int = 32
     """Most events in one `POST /events` list."""
+    explore_share: float = 0.05
+    """Share of fresh streams explored: a deeper candidate shown in the final top k (0: off)."""
+    explore_depth: int = 20
+    """Ranks below k an explored candidate is drawn from (0: off)."""
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool]] = [
@@ -134,6 +138,8 @@ class Settings:
             ("events_rate", _rate_ok(self.events_rate)),
             ("events_max_bytes", self.events_max_bytes >= 64),
             ("events_batch", self.events_batch >= 1),
+            ("explore_share", 0 <= self.explore_share <= 1),
+            ("explore_depth", 0 <= self.explore_depth <= 100),
         ]
         for name in ("keyword_timeout", "semantic_timeout", "enhanced_timeout", "cache_ttl",
                      "redis_timeout", "send_timeout", "ping_seconds", "publish_timeout",
@@ -191,13 +197,14 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
                         "cache_max_age", "embedded_threads", "precompute_top", "max_body_bytes",
                         "compact_changes", "max_pending", "max_header_bytes", "max_headers",
                         "follow_per_client", "click_train_min", "click_max_searches",
-                        "events_searches", "events_max_bytes", "events_batch")},
+                        "events_searches", "events_max_bytes", "events_batch",
+                        "explore_depth")},
     **{n: float for n in ("keyword_timeout", "semantic_timeout", "enhanced_timeout",
                           "cache_ttl", "redis_timeout", "redis_backoff", "send_timeout",
                           "ping_seconds", "shutdown_grace", "publish_timeout",
                           "precompute_interval", "header_timeout", "follow_lifetime",
                           "click_train_seconds", "click_max_age_days", "click_eta",
-                          "click_search_ttl")},
+                          "click_search_ttl", "explore_share")},
 }
 
 

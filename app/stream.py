@@ -21,6 +21,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 from starlette.types import Message, Receive, Scope, Send
 
+from app.explore import sent_payload
 from app.metrics import Metrics
 from app.params import SearchParams
 from app.phases import Phase, PhaseError, Registry
@@ -65,10 +66,16 @@ async def phase_events(searcher: Searcher, params: SearchParams, seen: int,
     errors: list[str] = []
     sent: list[tuple[Phase, PhaseResult]] = []
     all_cached = True
-    query = await searcher.begin(params, wanted)
+    # An explored stream computes its phases for a deeper k and sends them cut back to k,
+    # the final one in the explored order (`app.explore`).
+    explorer = searcher.explorer
+    explore = explorer.wants(params, seen)
+    query = await searcher.begin(explorer.deep(params) if explore else params, wanted)
     for phase in wanted:
         try:
             result: PhaseResult = await searcher.run(phase, query)
+            if explore:
+                result = _explored(searcher, result, params.k, phase is wanted[-1])
         except PhaseError as exc:
             failure = exc
         except Exception:  # one phase failing must not end the stream
@@ -102,6 +109,20 @@ async def phase_events(searcher: Searcher, params: SearchParams, seen: int,
         "search_id": searcher.remember_search(params, sent),
     }
     yield _event("done", version, phases.done, orjson.dumps(done), retry)
+
+
+def _explored(searcher: Searcher, result: PhaseResult, k: int, final: bool) -> PhaseResult:
+    """A phase of an explored stream as it is sent: k hits, the final phase's in the explored
+    order (counted when it shows a deeper candidate). It stays `cached` if it came from the
+    cache: the deep answer did."""
+    payload = result.payload if result.payload is not None else orjson.loads(result.raw or b"{}")
+    order = searcher.explorer.order(len(payload.get("hits", ())), k) if final else None
+    sent, explored = sent_payload(payload, k, order)
+    if explored:
+        searcher.metrics.explored.inc()
+    if result.raw is not None:
+        return PhaseResult(None, orjson.dumps(sent), result.took_ms)
+    return PhaseResult(sent, None, result.took_ms)
 
 
 class PhaseStream(EventSourceResponse):

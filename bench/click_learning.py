@@ -4,18 +4,22 @@ clicks is scored on other, judged queries.
     python -m bench.click_learning --index /tmp/demo-shipped --dataset /tmp/demo-beir
 
 The judged queries are split (seeded) into training and test queries. For every training
-query the enhanced ranking as installed is served (`Engine.enhanced_payload`, top 10), and
-``--searches`` users look at it: rank r is examined with probability (1 / r) ** eta_sim, an
-examined result is clicked with probability ``--p-rel`` when judged relevant and ``--p-noise``
-when not. Searches that got a click are stored through `ClickLog`, as the server stores them.
-Then the periodic task's body (`app.click_schedule.tick`, threshold 1) trains and installs (or
-not; a refused model is then installed anyway, to show what the rule kept out), and nDCG@10,
-Recall@100 and MRR@10 of the enhanced phase are computed on the test queries (pytrec_eval, as
-`progsearch eval`) before and after. The same clicks are learned from
-twice, each on its own copy of the index: with the position-bias correction (``--eta``) and
-without (eta 0). The peer, on a third copy: tune's linear search fitted to the training
-queries' judgements, the most these features could learn from perfect feedback. Nothing is
-chosen on the test queries.
+query ``--searches`` users are served as a stream serves them: the enhanced top 10 as
+installed (`Engine.enhanced_payload`), or for the ``--explore-share`` of them that the
+server's own `app.explore.Explorer` draws, the phase computed for 10 + ``--explore-depth``
+hits and cut back to 10 in the explored order (`app.explore.sent_payload`: one candidate from
+ranks 11..10+depth at a uniformly random rank). A user examines rank r with probability
+(1 / r) ** eta_sim and clicks an examined result with probability ``--p-rel`` when judged
+relevant and ``--p-noise`` when not. Searches that got a click are stored through `ClickLog`,
+as the server stores them. Then the periodic task's body (`app.click_schedule.tick`,
+threshold 1) trains and installs (or not; a refused model is then installed anyway, to show
+what the rule kept out), and nDCG@10, Recall@100 and MRR@10 of the enhanced phase are
+computed on the test queries (pytrec_eval, as `progsearch eval`) before and after. Three
+trainings, each on its own copy of the index: the log without exploration with the
+position-bias correction (``--eta``), the explored log with it, and the explored log without
+(eta 0). The peer, on a fourth copy: tune's linear search fitted to the training queries'
+judgements, the most these features could learn from perfect feedback. Nothing is chosen on
+the test queries.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from app.click_log import ClickLog, Shown
 from app.click_schedule import ClickSchedule, tick
 from app.engine import Engine
 from app.evaluate import METRICS, evaluate_run, phase_runs
+from app.explore import Explorer, sent_payload
 from app.params import SearchParams
 from app.phases import ENHANCED
 from app.phases.bare import ready_phases
@@ -60,27 +65,39 @@ def figures(root: Path, queries: dict[str, str], qrels: dict[str, dict[str, int]
 
 
 def simulate(engine: Engine, queries: dict[str, str], qrels: dict[str, dict[str, int]],
-             args: argparse.Namespace) -> Clicks:
-    """Each training query's top 10 as served, and ``args.searches`` users' clicks on it."""
+             args: argparse.Namespace, share: float) -> tuple[Clicks, int]:
+    """``args.searches`` users per training query, and their clicks on what each was shown:
+    the enhanced top 10 as served, or for the explored share of them (drawn by the server's
+    own `Explorer`), the explored order of the phase computed for 10 + depth hits, cut back
+    by `sent_payload`, as a stream sends it; and how many searches showed a deeper one."""
     rng = np.random.default_rng(args.seed + 1)
+    explorer = Explorer(share, args.explore_depth, np.random.default_rng(args.seed + 2))
     out: Clicks = []
+    n_explored = 0
     start = time.time() - 3600.0
     for qid, text in queries.items():
         params = SearchParams(text, 10, False)
-        payload = engine.enhanced_payload(params, engine.encode(params.text))
-        shown = tuple(h["id"] for h in payload["hits"])
-        if not shown:
+        vector = engine.encode(params.text)
+        plain = tuple(h["id"] for h in engine.enhanced_payload(params, vector)["hits"])
+        deep = engine.enhanced_payload(explorer.deep(params), vector) if explorer.on else None
+        if not plain:
             continue
-        ranks = np.arange(1, len(shown) + 1)
-        examine = (1.0 / ranks) ** args.eta_sim
-        relevant = np.array([qrels[qid].get(d, 0) > 0 for d in shown])
-        p_click = np.where(relevant, args.p_rel, args.p_noise)
         for n in range(args.searches):
+            shown = plain
+            if deep is not None and explorer.wants(params, 0):
+                sent, explored = sent_payload(deep, params.k,
+                                              explorer.order(len(deep["hits"]), params.k))
+                n_explored += explored
+                shown = tuple(h["id"] for h in sent["hits"])
+            ranks = np.arange(1, len(shown) + 1)
+            examine = (1.0 / ranks) ** args.eta_sim
+            relevant = np.array([qrels[qid].get(d, 0) > 0 for d in shown])
+            p_click = np.where(relevant, args.p_rel, args.p_noise)
             clicked = rng.random(len(shown)) < examine * p_click
             if clicked.any():
                 s = Shown(f"{qid}-{n}", text, "", shown, engine.model_version, start + n)
                 out.append((s, [shown[i] for i in np.flatnonzero(clicked)]))
-    return out
+    return out, n_explored
 
 
 def store(root: Path, clicks: Clicks) -> None:
@@ -135,6 +152,11 @@ def main() -> int:
     p.add_argument("--p-noise", type=float, default=0.1)
     p.add_argument("--eta", type=float, default=1.0, help="the training's correction exponent")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--explore-share", type=float, default=0.2,
+                   help="share of the users served an explored search (the server's "
+                   "PROGSEARCH_EXPLORE_SHARE, 0.05 by default)")
+    p.add_argument("--explore-depth", type=int, default=20,
+                   help="ranks below 10 an explored candidate comes from")
     args = p.parse_args()
 
     queries, qrels = split_queries(args.dataset, args.split)
@@ -146,21 +168,28 @@ def main() -> int:
     test_qrels = {q: qrels[q] for q in test}
 
     args.work.mkdir(parents=True, exist_ok=True)
-    first = copy_root(args.index, args.work / "ipw")
-    started = time.perf_counter()
-    clicks = simulate(open_root(first), train, qrels, args)
-    n_clicks = sum(len(d) for _, d in clicks)
-    before = figures(first, test, test_qrels)
     print(f"$ python -m bench.click_learning {shlex.join(sys.argv[1:])}")
+    engine = open_root(copy_root(args.index, args.work / "default"))
+    before = figures(args.work / "default", test, test_qrels)
     print(f"{len(train)} training queries, {len(test)} test queries (seed {args.seed}); "
           f"{args.searches} users per training query: examination (1/r)^{args.eta_sim:g}, "
-          f"click {args.p_rel:g} if relevant, {args.p_noise:g} if not; "
-          f"{len(clicks)} searches with a click, {n_clicks} clicks "
-          f"({time.perf_counter() - started:.1f} s)")
+          f"click {args.p_rel:g} if relevant, {args.p_noise:g} if not")
+    logs: dict[float, Clicks] = {}
+    for share in (0.0, args.explore_share):
+        started = time.perf_counter()
+        logs[share], explored = simulate(engine, train, qrels, args, share)
+        print(f"explore share {share:g} (depth {args.explore_depth}): {explored} searches "
+              "showed a candidate from below rank 10; "
+              f"{len(logs[share])} searches with a click, "
+              f"{sum(len(d) for _, d in logs[share])} clicks "
+              f"({time.perf_counter() - started:.1f} s)")
+    runs = [(f"no exploration, eta {args.eta:g}", 0.0, args.eta, "plain"),
+            (f"explored, eta {args.eta:g}", args.explore_share, args.eta, "explored-ipw"),
+            ("explored, eta 0", args.explore_share, 0.0, "explored-naive")]
     rows = []
-    for name, eta in ((f"IPW, eta {args.eta:g}", args.eta), ("no correction (eta 0)", 0.0)):
-        root = first if eta == args.eta else copy_root(args.index, args.work / "naive")
-        store(root, clicks)
+    for name, share, eta, folder in runs:
+        root = copy_root(args.index, args.work / folder)
+        store(root, logs[share])
         started = time.perf_counter()
         report = tick(root, open_root(root), ClickSchedule(min_clicks=1, eta=eta))
         assert report is not None
