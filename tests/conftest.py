@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,32 +36,6 @@ def make_corpus(n_docs: int, seed: int = 0) -> list[dict[str, str]]:
 def write_jsonl(path: Path, records: list[dict[str, str]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path
-
-
-@pytest.fixture(scope="session", autouse=True)
-def no_exploration() -> Iterator[None]:
-    """Streams are not explored unless a test asks: with the default share (0.05) one stream in
-    twenty would show a random deeper candidate, and tests that compare orders or `cached`
-    would fail now and then. Servers the tests start inherit ``PROGSEARCH_EXPLORE_SHARE=0``
-    (an `env` of their own overrides it); an in-process app whose settings keep the default
-    share gets share 0; a share set explicitly applies."""
-    from dataclasses import replace
-
-    from app.explore import Explorer
-    from app.settings import Settings
-
-    real = Explorer.of
-    default = Settings().explore_share
-
-    def of(cls: type[Explorer], settings: Settings) -> Explorer:
-        if settings.explore_share == default:
-            settings = replace(settings, explore_share=0.0)
-        return real(settings)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PROGSEARCH_EXPLORE_SHARE", "0")
-        mp.setattr(Explorer, "of", classmethod(of))
-        yield
 
 
 @pytest.fixture(scope="session")

@@ -93,7 +93,7 @@ def test_bad_settings_stop_the_start(name: str, value: str) -> None:
 
 
 def test_the_settings_default_and_parse() -> None:
-    assert (Settings().explore_share, Settings().explore_depth) == (0.05, 20)
+    assert (Settings().explore_share, Settings().explore_depth) == (0.0, 20)
     s = Settings.from_env({"PROGSEARCH_EXPLORE_SHARE": "0", "PROGSEARCH_EXPLORE_DEPTH": "5"})
     assert (s.explore_share, s.explore_depth) == (0.0, 5)
     assert not Explorer.of(s).on

@@ -85,6 +85,9 @@ def explored_count(http: httpx.Client, server: ServerProcess) -> float:
 def test_an_explored_stream_sends_k_hits_and_one_deeper_candidate_last(
         http: httpx.Client, explored: ServerProcess, plain: ServerProcess) -> None:
     deep, _ = phases(http, plain, "rain jacket", K + DEPTH)  # the answer for k + depth
+    for _ in range(100):  # its cache writes run after the answer: wait until they are in
+        if phases(http, plain, "rain jacket", K + DEPTH)[1]["cached"]:
+            break
     matched = len(deep["keyword"]["hits"])  # the keyword phase lists the words' matches only
     assert len(deep["semantic"]["hits"]) == len(deep["enhanced"]["hits"]) == K + DEPTH
     before = explored_count(http, explored)
