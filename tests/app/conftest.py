@@ -8,7 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.server_process import ServerProcess
 
 
 @pytest.fixture
@@ -38,3 +40,14 @@ def browser() -> Iterator[Browser]:
         b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield b
         b.close()
+
+
+@pytest.fixture
+def page(browser: Browser, server: ServerProcess) -> Iterator[Page]:
+    """The page of the module's `server`, in a fresh browser context (a module that needs a
+    viewport or listeners of its own defines its own `page`)."""
+    context = browser.new_context()
+    pg = context.new_page()
+    pg.goto(server.url + "/")
+    yield pg
+    context.close()

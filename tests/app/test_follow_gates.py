@@ -14,7 +14,8 @@ from app.index_work import IndexWork
 from app.metrics import Metrics
 from app.params import SearchParams
 from app.settings import Settings
-from index.core.types import Document
+from index.core.types import F32, Document
+from index.delta import DeltaLog
 from rankers.learned import LinearModel
 from rankers.model_store import install_model
 
@@ -31,22 +32,32 @@ WRITES = [
 ]
 
 
-@pytest.mark.anyio
-async def test_semantic_follows_are_updated_exactly_when_a_new_search_changes(
-    root: Path,
-) -> None:
+def opened(root: Path) -> tuple[Engine, DeltaLog, IndexWork, FollowHub]:
+    """The engine with its encoder, its delta log, the embedding work and a follow hub."""
     engine = Engine.open(root)
     engine.load_encoder()
     assert engine.source is not None
     log = engine.source.log
-    work = IndexWork(root, compact_changes=0, log_=log)
-    hub = FollowHub(engine, Settings(follow_per_client=100), Metrics())
+    return engine, log, IndexWork(root, compact_changes=0, log_=log), \
+        FollowHub(engine, Settings(follow_per_client=100), Metrics())
+
+
+def semantic_ids(engine: Engine, params: SearchParams, vector: F32) -> tuple[str, ...]:
+    """What a new search's semantic phase shows now."""
+    deep = engine.keyword_state(params, engine.candidates, engine.refresh())
+    return tuple(h["id"] for h in engine.semantic_payload(params, deep, vector)["hits"])
+
+
+@pytest.mark.anyio
+async def test_semantic_follows_are_updated_exactly_when_a_new_search_changes(
+    root: Path,
+) -> None:
+    engine, log, work, hub = opened(root)
     follows = []
     for q in QUERIES:
         params = SearchParams(q, 5, False)
         vector = engine.encode(q)
-        deep = engine.keyword_state(params, engine.candidates, engine.rankers)
-        shown = tuple(h["id"] for h in engine.semantic_payload(params, deep, vector)["hits"])
+        shown = semantic_ids(engine, params, vector)
         follow = hub.open(params, "test", engine.version)
         hub.arm(follow, shown, shown, 4, "semantic", vector)
         follows.append(follow)
@@ -59,12 +70,10 @@ async def test_semantic_follows_are_updated_exactly_when_a_new_search_changes(
         await hub.match_once()
         assert work.run().embedded == 1
         await hub.match_once()
-        rankers = engine.refresh()
         for follow in follows:
             params = follow.params
-            deep = engine.keyword_state(params, engine.candidates, rankers)
-            fresh = tuple(h["id"] for h in engine.semantic_payload(
-                params, deep, follow.vector)["hits"])  # type: ignore[arg-type]
+            assert follow.vector is not None
+            fresh = semantic_ids(engine, params, follow.vector)
             ranked = follow.take()
             if ranked is None:
                 assert fresh == follow.shown, (doc.id, params.q)
@@ -83,16 +92,10 @@ async def test_the_words_gate_alone_finds_a_document_that_enters_by_its_words(ro
     """The semantic phase's fusion counts BM25 too, so a newly embedded document can enter by
     its words. With the cosine gate shut (its bar above any cosine), only the fused-floor gate
     (`_embedded_by_words`) can find it: the update must still come, equal to a fresh search."""
-    engine = Engine.open(root)
-    engine.load_encoder()
-    assert engine.source is not None
-    log = engine.source.log
-    work = IndexWork(root, compact_changes=0, log_=log)
-    hub = FollowHub(engine, Settings(follow_per_client=100), Metrics())
+    engine, log, work, hub = opened(root)
     params = SearchParams("warm winter parka", 5, False)
     vector = engine.encode(params.q)
-    deep = engine.keyword_state(params, engine.candidates, engine.rankers)
-    shown = tuple(h["id"] for h in engine.semantic_payload(params, deep, vector)["hits"])
+    shown = semantic_ids(engine, params, vector)
     follow = hub.open(params, "test", engine.version)
     hub.arm(follow, shown, shown, 4, "semantic", vector)
     await hub.match_once()
@@ -111,8 +114,7 @@ async def test_the_words_gate_alone_finds_a_document_that_enters_by_its_words(ro
     await hub.match_once()
     assert work.run().embedded == 1
     await hub.match_once()
-    deep = engine.keyword_state(params, engine.candidates, engine.refresh())
-    fresh = tuple(h["id"] for h in engine.semantic_payload(params, deep, vector)["hits"])
+    fresh = semantic_ids(engine, params, vector)
     assert "w1" in fresh  # it enters, by its words
     ranked = follow.take()
     assert ranked is not None and ranked.ids == fresh

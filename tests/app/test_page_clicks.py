@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from app.click_log import ClickLog, Session
 from app.demo import ensure_demo_index
@@ -34,15 +34,6 @@ def server(root: Path) -> Iterator[ServerProcess]:
             httpx.Client(timeout=30) as http:
         s.wait_ready(http)
         yield s
-
-
-@pytest.fixture
-def page(browser: Browser, server: ServerProcess) -> Iterator[Page]:
-    context = browser.new_context()
-    pg = context.new_page()
-    pg.goto(server.url + "/")
-    yield pg
-    context.close()
 
 
 def sessions(root: Path) -> list[Session]:

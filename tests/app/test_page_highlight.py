@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import orjson
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from app.demo import ensure_demo_index
 from tests.server_process import ServerProcess, running_server
@@ -36,15 +36,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
             httpx.Client(timeout=30) as http:
         s.wait_ready(http)
         yield s
-
-
-@pytest.fixture
-def page(browser: Browser, server: ServerProcess) -> Iterator[Page]:
-    context = browser.new_context()
-    pg = context.new_page()
-    pg.goto(server.url + "/")
-    yield pg
-    context.close()
 
 
 def search(page: Page, query: str) -> None:
