@@ -40,7 +40,7 @@ from app.payloads import (
     structured_payload,
 )
 from index.core.errors import ModelError, QueryError
-from index.core.types import Document
+from index.core.types import B, Document
 from index.snapshot import CURRENT, Snapshot, load_snapshot
 from rankers.delta_segment import live_view
 from rankers.facets import FacetCounts, count_facets
@@ -136,6 +136,16 @@ class Rankers:
         assert view is not None and self.queries is not None
         versions = [self.snapshot.version, self.version][: len(view.segments)]
         return self.queries.limit(view, query, versions)
+
+    def admits(self, params: SearchParams, docs: I64) -> B:
+        """Which of ``docs`` (current numbers) pass the query's filter: all without one."""
+        query = self.structured(params)
+        if query is None or query.filter is None:
+            return np.ones(docs.size, dtype=bool)
+        view = live_view(self.live, self.keyword, self.semantic, self.enhanced, always=True)
+        assert view is not None and self.queries is not None
+        versions = [self.snapshot.version, self.version][: len(view.segments)]
+        return self.queries.admits(view, query, versions, docs)
 
     def structured(self, params: SearchParams) -> Structured | None:
         """The checked structured part of a query (None: it has none); `QueryError` (400)."""

@@ -37,6 +37,7 @@ from app.follow import Follow, Ranked
 from app.metrics import Metrics
 from app.params import SearchParams
 from app.settings import Settings
+from index.core.errors import QueryError
 from index.core.types import F32, I64, Document
 from index.delta import Change, DeltaTruncatedError
 from rankers.delta_segment import live_view
@@ -75,6 +76,27 @@ def _numbers(rankers: Rankers, ids: Iterable[str]) -> I64:
     lookup = rankers.live.lookup if rankers.live is not None else rankers.snapshot.docs.lookup
     found = (lookup(doc_id) for doc_id in ids)
     return np.asarray([n for n in found if n is not None], dtype=np.int64)
+
+
+def _admitted(rankers: Rankers, follows: dict[int, Follow], docs: I64, keys: set[int]
+              ) -> set[int]:
+    """Of the follows `keys` a gate let through for the new documents `docs`, those whose
+    filter one of them passes: a document outside a follow's filter cannot enter it. Each
+    distinct filter is evaluated once (its masks are the ones the re-run search reads)."""
+    if rankers.queries is None or docs.size == 0:
+        return keys
+    passes: dict[str, bool] = {}
+    out = set()
+    for key in keys:
+        params = follows[key].params
+        if params.filter and params.filter not in passes:
+            try:
+                passes[params.filter] = bool(rankers.admits(params, docs).any())
+            except QueryError:  # the schema changed under it: let the re-run say so
+                passes[params.filter] = True
+        if not params.filter or passes[params.filter]:
+            out.add(key)
+    return out
 
 
 def _model_of(rankers: Rankers) -> str:
@@ -305,10 +327,14 @@ class FollowHub:
             # its words are matched then (`_embedded_by_words`), not now.
             gated = {k for k in by_term if k in follows and follows[k].vector is None} - rerun
         self._seen = max(self._seen, seq)
-        rerun |= self._gate(rankers, {k: follows[k] for k in gated}, write)
+        written = (_numbers(rankers, write.terms) if rankers.live is not None
+                   else np.empty(0, np.int64))
+        rerun |= _admitted(rankers, follows, written,
+                           self._gate(rankers, {k: follows[k] for k in gated}, write))
         embedded = self._embedded_rows(rankers, write.embedded)
-        rerun |= {k for k in self._near(rankers, embedded) if k in follows}
-        rerun |= self._embedded_by_words(rankers, follows, write, embedded)
+        rerun |= _admitted(rankers, follows, embedded, {
+            *(k for k in self._near(rankers, embedded) if k in follows),
+            *self._embedded_by_words(rankers, follows, write, embedded)})
         embedded_again: dict[int, set[str]] = {}
         for key, ids in list(self._held.items()):
             done = ids & write.embedded

@@ -76,6 +76,20 @@ class StructuredQueries:
         return view.with_masks([self._mask(seg, node, query.filter_text, version)
                                 for seg, version in zip(view.segments, versions, strict=True)])
 
+    def admits(self, view: SegmentView, query: Structured, versions: Sequence[Hashable],
+               docs: I64) -> B:
+        """Which of ``docs`` (numbers in ``view``) pass the query's filter, all without one:
+        read from the masks `limit` computes and caches, so a search of the same filter at
+        the same versions reuses them."""
+        out = np.ones(docs.size, dtype=bool)
+        node = query.filter
+        if node is None or docs.size == 0:
+            return out
+        version_of = {id(seg): v for seg, v in zip(view.segments, versions, strict=True)}
+        for seg, pos, rows in view.split(docs):
+            out[pos] = self._mask(seg, node, query.filter_text, version_of[id(seg)])[rows]
+        return out
+
     def _mask(self, seg: Segment, node: FilterNode, text: str, version: Hashable) -> B:
         key = (version, text)
         with self._lock:

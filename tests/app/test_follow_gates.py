@@ -159,3 +159,29 @@ async def test_enhanced_follows_are_re_ranked_when_a_new_model_is_installed(root
     assert moved >= 1  # ranking by the title alone does move some list
     assert semantic.take() is None
     assert not hub._behind()
+
+
+@pytest.mark.anyio
+async def test_a_write_outside_a_follows_filter_does_not_re_run_it(root: Path) -> None:
+    """A document can enter a follow only if it passes its filter: the gate asks the filter
+    before re-running, whatever the words and the k-th score say."""
+    engine = Engine.open(root)
+    assert engine.source is not None
+    hub = FollowHub(engine, Settings(follow_per_client=100), Metrics())
+    outdoor = hub.open(engine.check(SearchParams("jacket", 5, False, "category = outdoor")),
+                       "test", engine.version)
+    footwear = hub.open(engine.check(SearchParams("jacket", 5, False, "category = footwear")),
+                        "test", engine.version)
+    for follow in (outdoor, footwear):
+        hub.arm(follow, (), (), 4)
+    await hub.match_once()
+    for follow in (outdoor, footwear):
+        follow.take()
+    hub.matched = 0
+    engine.source.log.append([Document("j1", "Jacket jacket jacket", "A jacket.",
+                                       {"category": "outdoor"})])
+    await hub.match_once()
+    assert hub.matched == 1  # the outdoor follow only: the footwear one's filter refuses it
+    ranked = outdoor.take()
+    assert ranked is not None and "j1" in ranked.ids
+    assert footwear.take() is None
