@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,7 @@ import numpy.typing as npt
 from app.engine import Engine, Rankers
 from index.core.errors import ProgsearchError
 from rankers.enhance import EnhanceSettings, score_candidates
-from rankers.features import zscore
-from rankers.features import FEATURES
+from rankers.features import FEATURES, combine, zscore
 from rankers.learned import (
     COLUMNS,
     LinearModel,
@@ -43,11 +42,11 @@ from rankers.learned import (
     feature_matrix,
 )
 
-__all__ = ["DISCOUNT", "INNER_FOLDS", "LGBM_GRID", "LINEAR_FEATURES", "MODELS", "TREES", "Judged", "TuneReport", "beats",
-           "check_folds", "check_ids", "check_options", "collect", "discounts", "external_ids",
-           "fit_lambdamart", "fit_lambdarank", "folds_of", "linear_table", "needs_root",
-           "param_grid", "query_features", "select_params", "simplex", "tree_columns", "tune",
-           "weights_of"]
+__all__ = ["DISCOUNT", "INNER_FOLDS", "LGBM_GRID", "LINEAR_FEATURES", "MODELS", "TREES", "Judged",
+           "TuneReport", "beats", "check_folds", "check_ids", "check_options", "collect",
+           "default_score", "discounts", "external_ids", "fit_lambdamart", "fit_lambdarank",
+           "folds_of", "linear_table", "needs_root", "param_grid", "query_features",
+           "select_params", "simplex", "tree_columns", "tune", "weights_of"]
 
 F64 = npt.NDArray[np.float64]
 MODELS = ("linear", "lambdamart")
@@ -62,7 +61,7 @@ thread: the nested selection fits many small models, and on a busy two-core mach
 threads spin-waiting on each other made a fit of SciFact's size 18 times slower."""
 LGBM_GRID: dict[str, tuple[Any, ...]] = {"num_leaves": (7, 15, 31),
                                          "min_child_samples": (20, 50)}
-TREES = (100, 200, 400)
+TREES = (50, 100, 200, 400)
 """The numbers of trees (at the learning rate of `LGBM_PARAMS`) the selection chooses among."""
 INNER_FOLDS = 3
 
@@ -85,6 +84,13 @@ class Judged:
             return 0.0
         top = np.argsort(-scores, kind="stable")[:10]
         return float(np.dot(self.grades[top], DISCOUNT[: top.size]) / self.ideal)
+
+    def mrr(self, scores: F64) -> float:
+        """MRR@10: 1 / the rank of the first relevant candidate in the first 10, else 0."""
+        if self.grades.size == 0:
+            return 0.0
+        hits = np.flatnonzero(self.grades[np.argsort(-scores, kind="stable")[:10]] > 0)
+        return 1.0 / (1 + int(hits[0])) if hits.size else 0.0
 
 
 def _ideal(judgements: Mapping[str, int]) -> float:
@@ -275,6 +281,10 @@ class TuneReport:
     """The model fitted on every query."""
     chosen: str = ""
     """The hyperparameters selected on every query for that model (LambdaMART)."""
+    default_mrr: list[float] = field(default_factory=list)
+    """Held-out mean MRR@10 of the default weights, per fold."""
+    fitted_mrr: list[float] = field(default_factory=list)
+    """Held-out mean MRR@10 of each fold's model (the one its nDCG@10 is of), per fold."""
 
     @property
     def better(self) -> bool:
@@ -300,7 +310,8 @@ def tune(judged: list[Judged], kind: str, n_folds: int, seed: int,
     default_scores = np.array([q.ndcg(score_candidates(q.features, EnhanceSettings()))
                                if q.grades.size else 0.0 for q in judged])
     default = [float(default_scores[f].mean()) for f in folds]
-    fitted, notes = [], []
+    default_mrr = [_held_out(judged, f, default_score, "mrr") for f in folds]
+    fitted, notes, fitted_mrr = [], [], []
     model: RankModel
     if kind == "linear":
         grid = simplex(len(LINEAR_FEATURES))
@@ -310,6 +321,8 @@ def tune(judged: list[Judged], kind: str, n_folds: int, seed: int,
             best = int(np.argmax(table[train].mean(axis=0)))
             fitted.append(float(table[f, best].mean()))
             notes.append(str(weights_of(grid[best])))
+            fitted_mrr.append(_held_out(judged, f, LinearModel(weights_of(grid[best])).score,
+                                        "mrr"))
         model = LinearModel(weights_of(grid[int(np.argmax(table.mean(axis=0)))]))
     else:
         cols = tuple(columns) if columns is not None else tree_columns(judged)
@@ -319,17 +332,30 @@ def tune(judged: list[Judged], kind: str, n_folds: int, seed: int,
             params, _ = select_params(train_q, seed + i, cols)
             fold_model = fit_lambdamart(train_q, seed + i, params, cols)
             fitted.append(_held_out(judged, f, fold_model.score))
+            fitted_mrr.append(_held_out(judged, f, fold_model.score, "mrr"))
             notes.append(_describe(params))
         params, _ = select_params(judged, seed, cols)
         model = fit_lambdamart(judged, seed, params, cols)
-        return TuneReport(kind, default, fitted, notes, model, _describe(params))
-    return TuneReport(kind, default, fitted, notes, model)
+        return TuneReport(kind, default, fitted, notes, model, _describe(params), default_mrr,
+                          fitted_mrr)
+    return TuneReport(kind, default, fitted, notes, model, "", default_mrr, fitted_mrr)
+
+
+def default_score(features: Mapping[str, npt.ArrayLike]) -> F64:
+    """The default weights' score of one query's candidates."""
+    return combine(dict(features), EnhanceSettings().weights)
 
 
 def _held_out(judged: list[Judged], fold: npt.NDArray[np.intp],
-              score: Callable[[Mapping[str, npt.ArrayLike]], F64]) -> float:
-    return float(np.mean([judged[j].ndcg(score(judged[j].features))
-                          if judged[j].grades.size else 0.0 for j in fold.tolist()]))
+              score: Callable[[Mapping[str, npt.ArrayLike]], F64], metric: str = "ndcg"
+              ) -> float:
+    """Mean nDCG@10 (or ``metric`` "mrr": MRR@10) of the queries ``fold`` ranked by ``score``."""
+    def one(q: Judged) -> float:
+        scores = score(q.features)
+        return q.mrr(scores) if metric == "mrr" else q.ndcg(scores)
+
+    return float(np.mean([one(judged[j]) if judged[j].grades.size else 0.0
+                          for j in fold.tolist()]))
 
 
 def check_options(kind: str, n_folds: int) -> None:

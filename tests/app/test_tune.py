@@ -127,6 +127,15 @@ def test_lambdamart_learns_a_feature_the_default_ignores() -> None:
     assert report.better
 
 
+def test_mrr_is_the_reciprocal_rank_of_the_first_relevant_in_the_first_ten() -> None:
+    q = Judged("q", {}, ("a", "b", "c"), np.array([0.0, 2.0, 1.0]), 1.0)
+    assert q.mrr(np.array([3.0, 2.0, 1.0])) == 0.5
+    assert q.mrr(np.array([1.0, 2.0, 3.0])) == 1.0
+    late = Judged("q", {}, tuple("abcdefghijkl"), np.eye(12)[11], 1.0)
+    assert late.mrr(-np.arange(12.0)) == 0.0  # the relevant one is 12th
+    assert Judged("q", {}, (), np.zeros(0), 1.0).mrr(np.zeros(0)) == 0.0
+
+
 def test_the_grid_holds_every_setting_once() -> None:
     grid = param_grid()
     assert len(grid) == int(np.prod([len(v) for v in LGBM_GRID.values()]))
@@ -141,6 +150,7 @@ def test_nested_selection_chooses_from_the_grid_on_the_training_queries_only() -
     assert params["n_estimators"] in TREES and 0.0 < mean <= 1.0
     report = tune(judged, "lambdamart", 2, seed=0)
     assert report.chosen and all("trees" in n for n in report.notes)
+    assert len(report.fitted_mrr) == len(report.default_mrr) == 2
     # Another relevant document in every query of the first fold: that fold's choice and
     # model, made without its queries, stay; only its held-out figure, scored on them, moves.
     first = set(folds_of(len(judged), 2, 0)[0].tolist())

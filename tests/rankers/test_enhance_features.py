@@ -12,7 +12,7 @@ from index.passages import SENTENCE, TITLE
 from index.snapshot import Snapshot, load_snapshot
 from rankers.delta_segment import live_view
 from rankers.enhance import DEFAULT_WEIGHTS, EnhancedRanker, EnhanceSettings, score_candidates
-from rankers.features import FEATURES, combine, passage_scores, pair_sims, reciprocal_ranks
+from rankers.features import FEATURES, combine, pair_sims, passage_scores, reciprocal_ranks
 from rankers.keyword import KeywordRanker
 from rankers.live import LiveIndex
 from rankers.semantic import SemanticRanker
@@ -105,7 +105,7 @@ def test_rank_length_and_position_features_over_written_documents(
     ref_ps = passage_scores(ref_layout.sims, ref_layout.pairs, ref_layout.offsets,
                             ref_layout.kinds)
     np.testing.assert_allclose(f["best_at"], ref_ps.best_at, atol=1e-6)
-    assert 0.0 <= f["best_at"].min() and f["best_at"].max() <= 1.0
+    assert f["best_at"].min() >= 0.0 and f["best_at"].max() <= 1.0
     assert f["best_at"].max() > 0.0  # some best passage is not the first
 
 

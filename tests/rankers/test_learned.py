@@ -11,8 +11,14 @@ import pytest
 
 from index.core.errors import ModelError
 from rankers.features import FEATURES, combine
-from rankers.learned import COLUMNS, LinearModel, TreeModel, columns_of, feature_matrix
-from rankers.learned import model_from_text
+from rankers.learned import (
+    COLUMNS,
+    LinearModel,
+    TreeModel,
+    columns_of,
+    feature_matrix,
+    model_from_text,
+)
 
 DATA = Path(__file__).parent / "data"
 OLD_FEATURES = FEATURES[:10]
@@ -43,7 +49,8 @@ def test_columns_are_read_by_name_in_the_models_order() -> None:
     order = ("raw_dense", "z_keyword_rr", "z_bm25")
     x = feature_matrix(feats, order)
     np.testing.assert_allclose(x[:, 0], feats["dense"])
-    np.testing.assert_allclose(x[:, 2], (feats["bm25"] - feats["bm25"].mean()) / feats["bm25"].std())
+    bm25 = feats["bm25"]
+    np.testing.assert_allclose(x[:, 2], (bm25 - bm25.mean()) / bm25.std())
     assert feature_matrix(feats).shape == (6, len(COLUMNS)) and len(COLUMNS) == 2 * len(FEATURES)
 
 
