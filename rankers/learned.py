@@ -32,10 +32,11 @@ from rankers.features import FEATURES, combine, weights_problem, zscore
 
 __all__ = [
     "COLUMNS",
-    "columns_of",
     "LinearModel",
     "RankModel",
     "TreeModel",
+    "column_problem",
+    "columns_of",
     "feature_matrix",
     "model_from_text",
 ]
