@@ -413,6 +413,10 @@ def _tune(args: argparse.Namespace) -> int:
         print(f"{i + 1:<6}{d:>10.4f}{f:>12.4f}  {note}")
     mean_d, mean_f = float(np.mean(report.default)), float(np.mean(report.fitted))
     print(f"{'mean':<6}{mean_d:>10.4f}{mean_f:>12.4f}  held-out nDCG@10")
+    print(f"{'MRR@10':<6}{np.mean(report.default_mrr):>10.4f}{np.mean(report.fitted_mrr):>12.4f}"
+          "  held-out mean")
+    if report.chosen:
+        print(f"the model fitted on every query: {report.chosen}")
     if not report.better:
         print(f"not installed: {args.model} ({mean_f:.4f}) does not beat the default "
               f"({mean_d:.4f}) on the held-out folds; the default stays")

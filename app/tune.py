@@ -11,14 +11,18 @@ installed only when its mean held-out nDCG@10 beats the default weights' on the 
 - ``linear``: every weight vector of step 0.1 on the simplex over `LINEAR_FEATURES`, z-scored
   as the default (which is on the grid); the best on the training folds.
 - ``lambdamart``: LightGBM's ``LGBMRanker(objective="lambdarank")`` over
-  `rankers.learned.feature_matrix`.
+  `rankers.learned.feature_matrix`, its hyperparameters chosen by nested cross-validation:
+  within each training fold, every setting of `LGBM_GRID` is fitted on `INNER_FOLDS` - 1
+  inner folds and scored on the other (`select_params`), so the outer held-out fold never
+  takes part in the choice. The number of trees is chosen among `TREES` from one fit of
+  the most, scored after each count (the first n trees of a fit are a fit of n trees).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +32,21 @@ import numpy.typing as npt
 from app.engine import Engine, Rankers
 from index.core.errors import ProgsearchError
 from rankers.enhance import EnhanceSettings, score_candidates
-from rankers.features import zscore
-from rankers.learned import COLUMNS, LinearModel, RankModel, TreeModel, feature_matrix
+from rankers.features import FEATURES, combine, zscore
+from rankers.learned import (
+    COLUMNS,
+    LinearModel,
+    RankModel,
+    TreeModel,
+    columns_of,
+    feature_matrix,
+)
 
-__all__ = ["DISCOUNT", "LINEAR_FEATURES", "MODELS", "Judged", "TuneReport", "beats",
-           "check_folds", "check_ids", "check_options", "collect", "discounts", "external_ids",
-           "fit_lambdamart", "fit_lambdarank", "folds_of", "linear_table", "needs_root",
-           "query_features",
-           "simplex", "tune", "weights_of"]
+__all__ = ["DISCOUNT", "INNER_FOLDS", "LGBM_GRID", "LINEAR_FEATURES", "MODELS", "TREES", "Judged",
+           "TuneReport", "beats", "check_folds", "check_ids", "check_options", "collect",
+           "default_score", "discounts", "external_ids", "fit_lambdamart", "fit_lambdarank",
+           "folds_of", "linear_table", "needs_root", "param_grid", "query_features",
+           "select_params", "simplex", "tree_columns", "tune", "weights_of"]
 
 F64 = npt.NDArray[np.float64]
 MODELS = ("linear", "lambdamart")
@@ -44,7 +55,15 @@ LINEAR_FEATURES = ("bm25_excess", "dense", "top2", "best", "coverage", "prf")
 DISCOUNT = 1.0 / np.log2(np.arange(2, 12))
 LGBM_PARAMS: dict[str, Any] = {"n_estimators": 300, "learning_rate": 0.03, "num_leaves": 15,
                "min_child_samples": 20, "subsample": 0.8, "subsample_freq": 1,
-               "colsample_bytree": 0.8, "n_jobs": 2, "verbose": -1}
+               "colsample_bytree": 0.8, "n_jobs": 1, "verbose": -1}
+"""LightGBM's settings; `LGBM_GRID` and `TREES` replace their own by nested selection. One
+thread: the nested selection fits many small models, and on a busy two-core machine two
+threads spin-waiting on each other made a fit of SciFact's size 18 times slower."""
+LGBM_GRID: dict[str, tuple[Any, ...]] = {"num_leaves": (7, 15, 31),
+                                         "min_child_samples": (20, 50)}
+TREES = (50, 100, 200, 400)
+"""The numbers of trees (at the learning rate of `LGBM_PARAMS`) the selection chooses among."""
+INNER_FOLDS = 3
 
 
 @dataclass(frozen=True)
@@ -65,6 +84,13 @@ class Judged:
             return 0.0
         top = np.argsort(-scores, kind="stable")[:10]
         return float(np.dot(self.grades[top], DISCOUNT[: top.size]) / self.ideal)
+
+    def mrr(self, scores: F64) -> float:
+        """MRR@10: 1 / the rank of the first relevant candidate in the first 10, else 0."""
+        if self.grades.size == 0:
+            return 0.0
+        hits = np.flatnonzero(self.grades[np.argsort(-scores, kind="stable")[:10]] > 0)
+        return 1.0 / (1 + int(hits[0])) if hits.size else 0.0
 
 
 def _ideal(judgements: Mapping[str, int]) -> float:
@@ -177,20 +203,69 @@ def linear_table(judged: list[Judged], grid: F64) -> F64:
     return table
 
 
-def fit_lambdamart(judged: list[Judged], seed: int) -> TreeModel:
+def tree_columns(judged: Sequence[Judged]) -> tuple[str, ...]:
+    """The columns LambdaMART is fitted on: `feature_matrix`'s over every feature that all
+    the queries with candidates have (all of `FEATURES` for queries `collect` ran)."""
+    names = [n for n in FEATURES if all(n in q.features for q in judged if q.grades.size)]
+    return columns_of(names)
+
+
+def param_grid() -> list[dict[str, Any]]:
+    """Every setting of `LGBM_GRID`, in a fixed order."""
+    keys = sorted(LGBM_GRID)
+    return [dict(zip(keys, values, strict=True))
+            for values in itertools.product(*(LGBM_GRID[k] for k in keys))]
+
+
+def fit_lambdamart(judged: list[Judged], seed: int, params: Mapping[str, Any] | None = None,
+                   columns: Sequence[str] | None = None) -> TreeModel:
+    """LambdaMART on the queries with candidates, with `LGBM_PARAMS` updated by ``params``."""
     train = [q for q in judged if q.grades.size > 0]
-    return fit_lambdarank([feature_matrix(q.features) for q in train],
-                          [q.grades for q in train], seed)
+    cols = tuple(columns) if columns is not None else tree_columns(train)
+    return fit_lambdarank([feature_matrix(q.features, cols) for q in train],
+                          [q.grades for q in train], seed, params, cols)
 
 
-def fit_lambdarank(x: Sequence[F64], y: Sequence[F64], seed: int) -> TreeModel:
-    """LambdaMART over one `feature_matrix` and one array of integer labels per query."""
+def fit_lambdarank(x: Sequence[F64], y: Sequence[F64], seed: int,
+                   params: Mapping[str, Any] | None = None,
+                   columns: Sequence[str] | None = None) -> TreeModel:
+    """LambdaMART over one `feature_matrix` and one array of integer labels per query
+    (``columns``: the matrices' column names, `rankers.learned.COLUMNS` by default)."""
     import lightgbm
 
-    ranker = lightgbm.LGBMRanker(objective="lambdarank", random_state=seed, **LGBM_PARAMS)
+    settings = {**LGBM_PARAMS, **(params or {})}
+    ranker = lightgbm.LGBMRanker(objective="lambdarank", random_state=seed, **settings)
     ranker.fit(np.concatenate(x), np.concatenate(y).astype(np.int64),
-               group=[len(g) for g in y], feature_name=list(COLUMNS))
+               group=[len(g) for g in y], feature_name=list(columns or COLUMNS))
     return TreeModel(ranker.booster_)
+
+
+def select_params(judged: Sequence[Judged], seed: int, columns: Sequence[str],
+                  inner: int = INNER_FOLDS) -> tuple[dict[str, Any], float]:
+    """The setting of `param_grid` and `TREES` with the best mean nDCG@10 over ``inner``
+    folds of ``judged`` (the training queries only), and that mean."""
+    train = [q for q in judged if q.grades.size > 0]
+    x = [feature_matrix(q.features, columns) for q in train]
+    grid = param_grid()
+    total = np.zeros((len(grid), len(TREES)))
+    for i, fold in enumerate(folds_of(len(train), inner, seed)):
+        held = set(fold.tolist())
+        rest = [j for j in range(len(train)) if j not in held]
+        for g, params in enumerate(grid):
+            model = fit_lambdarank([x[j] for j in rest], [train[j].grades for j in rest],
+                                   seed + i, {**params, "n_estimators": max(TREES)}, columns)
+            for t, trees in enumerate(TREES):
+                total[g, t] += sum(train[j].ndcg(np.asarray(
+                    model.booster.predict(x[j], num_iteration=trees), dtype=np.float64))
+                    for j in held)
+    best_g, best_t = (int(i) for i in np.unravel_index(int(np.argmax(total)), total.shape))
+    return ({**grid[best_g], "n_estimators": TREES[best_t]},
+            float(total[best_g, best_t]) / len(train))
+
+
+def _describe(params: Mapping[str, Any]) -> str:
+    return (f"{params['n_estimators']} trees, {params['num_leaves']} leaves, "
+            f"min {params['min_child_samples']} per leaf")
 
 
 @dataclass(frozen=True)
@@ -204,6 +279,12 @@ class TuneReport:
     """What each fold's model is (the linear weights; the number of trees)."""
     model: RankModel
     """The model fitted on every query."""
+    chosen: str = ""
+    """The hyperparameters selected on every query for that model (LambdaMART)."""
+    default_mrr: list[float] = field(default_factory=list)
+    """Held-out mean MRR@10 of the default weights, per fold."""
+    fitted_mrr: list[float] = field(default_factory=list)
+    """Held-out mean MRR@10 of each fold's model (the one its nDCG@10 is of), per fold."""
 
     @property
     def better(self) -> bool:
@@ -221,13 +302,16 @@ def weights_of(row: F64) -> dict[str, float]:
     return {n: round(float(w), 2) for n, w in zip(LINEAR_FEATURES, row, strict=True) if w > 0}
 
 
-def tune(judged: list[Judged], kind: str, n_folds: int, seed: int) -> TuneReport:
-    """Cross-validate ``kind`` against the default by query and fit it on every query."""
+def tune(judged: list[Judged], kind: str, n_folds: int, seed: int,
+         columns: Sequence[str] | None = None) -> TuneReport:
+    """Cross-validate ``kind`` against the default by query and fit it on every query
+    (``columns``: LambdaMART's, `tree_columns` by default)."""
     folds = folds_of(len(judged), n_folds, seed)
     default_scores = np.array([q.ndcg(score_candidates(q.features, EnhanceSettings()))
                                if q.grades.size else 0.0 for q in judged])
     default = [float(default_scores[f].mean()) for f in folds]
-    fitted, notes = [], []
+    default_mrr = [_held_out(judged, f, default_score, "mrr") for f in folds]
+    fitted, notes, fitted_mrr = [], [], []
     model: RankModel
     if kind == "linear":
         grid = simplex(len(LINEAR_FEATURES))
@@ -237,22 +321,41 @@ def tune(judged: list[Judged], kind: str, n_folds: int, seed: int) -> TuneReport
             best = int(np.argmax(table[train].mean(axis=0)))
             fitted.append(float(table[f, best].mean()))
             notes.append(str(weights_of(grid[best])))
+            fitted_mrr.append(_held_out(judged, f, LinearModel(weights_of(grid[best])).score,
+                                        "mrr"))
         model = LinearModel(weights_of(grid[int(np.argmax(table.mean(axis=0)))]))
     else:
+        cols = tuple(columns) if columns is not None else tree_columns(judged)
         for i, f in enumerate(folds):
             held = set(f.tolist())
-            fold_model = fit_lambdamart([q for j, q in enumerate(judged) if j not in held],
-                                        seed + i)
+            train_q = [q for j, q in enumerate(judged) if j not in held]
+            params, _ = select_params(train_q, seed + i, cols)
+            fold_model = fit_lambdamart(train_q, seed + i, params, cols)
             fitted.append(_held_out(judged, f, fold_model.score))
-            notes.append(f"{fold_model.booster.num_trees()} trees")
-        model = fit_lambdamart(judged, seed)
-    return TuneReport(kind, default, fitted, notes, model)
+            fitted_mrr.append(_held_out(judged, f, fold_model.score, "mrr"))
+            notes.append(_describe(params))
+        params, _ = select_params(judged, seed, cols)
+        model = fit_lambdamart(judged, seed, params, cols)
+        return TuneReport(kind, default, fitted, notes, model, _describe(params), default_mrr,
+                          fitted_mrr)
+    return TuneReport(kind, default, fitted, notes, model, "", default_mrr, fitted_mrr)
+
+
+def default_score(features: Mapping[str, npt.ArrayLike]) -> F64:
+    """The default weights' score of one query's candidates."""
+    return combine(dict(features), EnhanceSettings().weights)
 
 
 def _held_out(judged: list[Judged], fold: npt.NDArray[np.intp],
-              score: Callable[[Mapping[str, npt.ArrayLike]], F64]) -> float:
-    return float(np.mean([judged[j].ndcg(score(judged[j].features))
-                          if judged[j].grades.size else 0.0 for j in fold.tolist()]))
+              score: Callable[[Mapping[str, npt.ArrayLike]], F64], metric: str = "ndcg"
+              ) -> float:
+    """Mean nDCG@10 (or ``metric`` "mrr": MRR@10) of the queries ``fold`` ranked by ``score``."""
+    def one(q: Judged) -> float:
+        scores = score(q.features)
+        return q.mrr(scores) if metric == "mrr" else q.ndcg(scores)
+
+    return float(np.mean([one(judged[j]) if judged[j].grades.size else 0.0
+                          for j in fold.tolist()]))
 
 
 def check_options(kind: str, n_folds: int) -> None:

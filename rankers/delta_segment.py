@@ -116,6 +116,9 @@ class DeltaSegment:
     def rows_with(self, word: str) -> npt.NDArray[np.integer[Any]]:
         return self._postings(word)[0]
 
+    def lengths(self, rows: I64) -> F32:
+        return np.asarray(self.delta.doc_len[rows], dtype=np.float32)
+
     def vectors(self, rows: I64) -> F32:
         assert self.delta.vectors is not None
         return self.delta.vectors[rows]

@@ -24,7 +24,14 @@ from index.core.errors import QueryError
 from index.core.types import F32, I64
 from index.snapshot import Snapshot
 from rankers.evidence import bm25_excess
-from rankers.features import FEATURES, combine, feedback_scores, passage_scores, weights_problem
+from rankers.features import (
+    FEATURES,
+    combine,
+    feedback_scores,
+    passage_scores,
+    reciprocal_ranks,
+    weights_problem,
+)
 from rankers.fusion import previous_ranks
 from rankers.highlight import highlight_rows, mark_terms
 from rankers.keyword import KeywordRanker, QueryPlan
@@ -132,6 +139,11 @@ class EnhancedRanker:
         dense = doc_vectors @ q
         layout = view.passages(docs, q)
         ps = passage_scores(layout.sims, layout.pairs, layout.offsets, layout.kinds)
+        semantic_ranks = (
+            np.arange(docs.size) if docs.size == semantic.docs.size
+            else previous_ranks(docs, semantic.docs)
+        )  # fmt: skip
+        lengths = view.gather(docs, lambda seg, rows: seg.lengths(rows))
         feats = {
             "bm25": bm25,
             "bm25_excess": bm25_excess(bm25, query_bar(plan, view)).astype(np.float32),
@@ -143,6 +155,12 @@ class EnhancedRanker:
             "title": ps.title,
             "coverage": coverage(plan, docs, view),
             "prf": feedback_scores(doc_vectors, PRF_DOCS),
+            "keyword_rr": reciprocal_ranks(previous_ranks(docs, keyword.docs)),
+            "semantic_rr": reciprocal_ranks(semantic_ranks),
+            "doc_len": np.log1p(lengths).astype(np.float32),
+            "query_words": np.full(docs.size, len(plan.words), dtype=np.float32),
+            "passages": np.log1p(np.diff(layout.offsets)).astype(np.float32),
+            "best_at": ps.best_at,
         }
         return Candidates(docs, semantic.docs, feats, layout)
 

@@ -23,6 +23,7 @@ __all__ = [
     "gather_segments",
     "pair_sims",
     "passage_scores",
+    "reciprocal_ranks",
     "segment_max",
     "weights_problem",
     "zscore",
@@ -30,13 +31,18 @@ __all__ = [
 
 FEATURES = (
     "bm25", "bm25_excess", "dense", "semantic", "best", "best1", "top2", "title", "coverage", "prf",
+    "keyword_rr", "semantic_rr", "doc_len", "query_words", "passages", "best_at",
 )
 """Per-candidate features: keyword score, keyword score beyond the query's word bar
 (:mod:`rankers.evidence`), document cosine, the semantic phase's fused score, best passage
 cosine (title, sentences and sentence pairs), best single passage, mean of the two best single
 passages, title passage cosine, the idf-weighted share of the query's terms that the document
-contains, and the cosine to the centroid of the semantic phase's top
-`rankers.enhance.PRF_DOCS` documents (pseudo-relevance feedback)."""
+contains, the cosine to the centroid of the semantic phase's top `rankers.enhance.PRF_DOCS`
+documents (pseudo-relevance feedback); then the reciprocal rank (1 / (1 + rank), 0 when absent)
+in the keyword phase's list and in the semantic phase's, log(1 + the document's BM25 length),
+the query's words (the same for every candidate), log(1 + the document's passages) and where
+its best single passage is (`PassageScores.best_at`). New features go at the end: a stored model
+names the ones it was fitted on (:mod:`rankers.learned`)."""
 
 
 def gather_segments(ptr: I64, docs: I64) -> tuple[I64, I64]:
@@ -80,6 +86,9 @@ class PassageScores:
     """Mean of the two best single passages (the best alone when a document has one)."""
     title: F32
     """Cosine of the title passage (the best passage when there is no title)."""
+    best_at: F32
+    """Where the best single passage is in the document's run, from 0 (its first: the title
+    when it has one) to 1 (its last); 0 for a document of one passage or none."""
 
 
 def passage_scores(
@@ -100,8 +109,11 @@ def passage_scores(
     second = np.where(lengths > 1, starts + 1, first)
     if sims.size:
         top2 = np.where(nonempty, (sims[order[first]] + sims[order[second]]) / 2, 0.0)
+        # The sort is stable: of equal cosines, the earlier passage is the best.
+        at = np.where(nonempty, (order[first] - starts) / np.maximum(lengths - 1, 1), 0.0)
     else:
         top2 = np.zeros(n)
+        at = np.zeros(n)
     title_sims = np.where(kinds == TITLE, sims, np.float32(-np.inf)).astype(np.float32)
     title = segment_max(title_sims, offsets, fill=-np.inf)
     title = np.where(np.isfinite(title), title, best)
@@ -110,7 +122,14 @@ def passage_scores(
         best1,
         top2.astype(np.float32),
         title.astype(np.float32),
+        at.astype(np.float32),
     )
+
+
+def reciprocal_ranks(ranks: I64) -> F32:
+    """1 / (1 + rank) of 0-based ranks, 0 where the rank is -1 (not in the list)."""
+    out: F32 = np.where(ranks >= 0, 1.0 / (1.0 + np.maximum(ranks, 0)), 0.0).astype(np.float32)
+    return out
 
 
 def feedback_scores(vectors: F32, ranked: int) -> F32:

@@ -10,14 +10,17 @@ time exactly what it was fitted on. Two kinds:
   the same in every query; BM25 less so, which the trees can learn).
 
 A model's text (JSON, or LightGBM's model format) is what is stored (`rankers.model_store`);
-its version is a digest of that text.
+its version is a digest of that text. Each names the features it reads: the linear model's
+weights are by name, and a tree model's columns (``z_<feature>``, ``raw_<feature>``, in the
+order it was fitted on) are stored by LightGBM with its trees. A model is scored on its own
+columns, so one fitted before a feature was added loads and scores as it did.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,23 +35,44 @@ __all__ = [
     "LinearModel",
     "RankModel",
     "TreeModel",
+    "column_problem",
+    "columns_of",
     "feature_matrix",
     "model_from_text",
 ]
 
 F64 = npt.NDArray[np.float64]
 
-NAMES = FEATURES
-COLUMNS = tuple(f"z_{n}" for n in NAMES) + tuple(f"raw_{n}" for n in NAMES)
-"""The columns of `feature_matrix`, the names LightGBM stores with a tree model."""
+def columns_of(names: Sequence[str]) -> tuple[str, ...]:
+    """The columns of `feature_matrix` over features ``names``: each z-scored, then each raw."""
+    return tuple(f"z_{n}" for n in names) + tuple(f"raw_{n}" for n in names)
+
+
+COLUMNS = columns_of(FEATURES)
+"""The columns a tree model is fitted on now, the names LightGBM stores with it."""
 LINEAR_FORMAT = 1
+_TRANSFORMS = ("z", "raw")
 
 
-def feature_matrix(features: Mapping[str, npt.ArrayLike]) -> F64:
-    """One row per candidate: each feature z-scored over the candidates, then each raw."""
-    z = [zscore(features[n]) for n in NAMES]
-    raw = [np.asarray(features[n], dtype=np.float64) for n in NAMES]
-    out: F64 = np.stack(z + raw, axis=1)
+def column_problem(columns: Sequence[str]) -> str | None:
+    """What is wrong with a tree model's columns (one that is not ``z_`` or ``raw_`` of a
+    feature of :data:`FEATURES`), or None."""
+    bad = [c for c in columns
+           if c.partition("_")[0] not in _TRANSFORMS or c.partition("_")[2] not in FEATURES]
+    if not columns or bad:
+        return (f"a tree model's columns must be z_<feature> or raw_<feature> of the features "
+                f"{FEATURES}; not {bad or list(columns)}")
+    return None
+
+
+def feature_matrix(features: Mapping[str, npt.ArrayLike],
+                   columns: Sequence[str] = COLUMNS) -> F64:
+    """One row per candidate, one column per name of ``columns`` (``z_<feature>``: the feature
+    z-scored over the candidates; ``raw_<feature>``: as computed)."""
+    out: F64 = np.stack([
+        zscore(features[name]) if kind == "z" else np.asarray(features[name], dtype=np.float64)
+        for kind, _, name in (c.partition("_") for c in columns)
+    ], axis=1)  # fmt: skip
     return out
 
 
@@ -100,10 +124,13 @@ class TreeModel:
     kind = "lambdamart"
 
     def __init__(self, booster: Any) -> None:
-        names = tuple(booster.feature_name())
-        if names != COLUMNS:
-            raise ModelError(f"a tree model must be over the columns {COLUMNS}, not {names}")
+        names = tuple(str(n) for n in booster.feature_name())
+        problem = column_problem(names)
+        if problem is not None:
+            raise ModelError(problem)
         self.booster = booster
+        self.columns = names
+        """The columns it was fitted on, in order (`feature_matrix`)."""
 
     @classmethod
     def from_text(cls, text: str) -> TreeModel:
@@ -115,7 +142,7 @@ class TreeModel:
             raise ModelError(f"not a LightGBM model: {exc}") from None
 
     def score(self, features: Mapping[str, npt.ArrayLike]) -> F64:
-        x = feature_matrix(features)
+        x = feature_matrix(features, self.columns)
         if x.shape[0] == 0:
             return np.zeros(0, dtype=np.float64)
         out: F64 = np.asarray(self.booster.predict(x), dtype=np.float64)

@@ -121,6 +121,10 @@ class Segment(Protocol):
         """Which rows contain the word."""
         ...
 
+    def lengths(self, rows: I64) -> F32:
+        """The BM25 document length of given rows (the array BM25 normalizes with)."""
+        ...
+
     def rows_with(self, word: str) -> npt.NDArray[np.integer[Any]]:
         """Every row that contains the word, deleted ones included (its postings)."""
         ...

@@ -213,6 +213,10 @@ class SnapshotSegment:
         has: B = d[pos] == rows
         return has
 
+    def lengths(self, rows: I64) -> F32:
+        doc_len: F32 = self.keyword.snapshot.arrays["keyword/doc_len.npy"]
+        return np.asarray(doc_len[rows], dtype=np.float32)
+
     def rows_with(self, word: str) -> npt.NDArray[np.integer[Any]]:
         t = self.keyword.vocab.term_id(word)
         if t is None:

@@ -20,7 +20,17 @@ from app.phases import ENHANCED, KEYWORD, PHASES
 from app.phases.bare import open_engine
 from app.search import Searcher
 from app.settings import Settings
-from app.tune import Judged, collect, folds_of, tune
+from app.tune import (
+    LGBM_GRID,
+    TREES,
+    Judged,
+    collect,
+    folds_of,
+    param_grid,
+    select_params,
+    tree_columns,
+    tune,
+)
 from rankers.enhance import EnhanceSettings, score_candidates
 from rankers.learned import LinearModel
 from rankers.model_store import MODELS, POINTER, install_model, load_model
@@ -115,6 +125,40 @@ def test_lambdamart_learns_a_feature_the_default_ignores() -> None:
     report = tune(synthetic(np.random.default_rng(0), "prf", n=40), "lambdamart", 2, seed=0)
     assert np.mean(report.fitted) > np.mean(report.default) + 0.2
     assert report.better
+
+
+def test_mrr_is_the_reciprocal_rank_of_the_first_relevant_in_the_first_ten() -> None:
+    q = Judged("q", {}, ("a", "b", "c"), np.array([0.0, 2.0, 1.0]), 1.0)
+    assert q.mrr(np.array([3.0, 2.0, 1.0])) == 0.5
+    assert q.mrr(np.array([1.0, 2.0, 3.0])) == 1.0
+    late = Judged("q", {}, tuple("abcdefghijkl"), np.eye(12)[11], 1.0)
+    assert late.mrr(-np.arange(12.0)) == 0.0  # the relevant one is 12th
+    assert Judged("q", {}, (), np.zeros(0), 1.0).mrr(np.zeros(0)) == 0.0
+
+
+def test_the_grid_holds_every_setting_once() -> None:
+    grid = param_grid()
+    assert len(grid) == int(np.prod([len(v) for v in LGBM_GRID.values()]))
+    assert len({tuple(sorted(g.items())) for g in grid}) == len(grid)
+
+
+def test_nested_selection_chooses_from_the_grid_on_the_training_queries_only() -> None:
+    judged = synthetic(np.random.default_rng(2), "prf", n=24)
+    columns = tree_columns(judged)
+    params, mean = select_params(judged, 0, columns)
+    assert {k: params[k] for k in LGBM_GRID} in param_grid()
+    assert params["n_estimators"] in TREES and 0.0 < mean <= 1.0
+    report = tune(judged, "lambdamart", 2, seed=0)
+    assert report.chosen and all("trees" in n for n in report.notes)
+    assert len(report.fitted_mrr) == len(report.default_mrr) == 2
+    # Another relevant document in every query of the first fold: that fold's choice and
+    # model, made without its queries, stay; only its held-out figure, scored on them, moves.
+    first = set(folds_of(len(judged), 2, 0)[0].tolist())
+    moved = [Judged(q.qid, q.features, q.ids, np.roll(q.grades, 1), q.ideal) if j in first
+             else q for j, q in enumerate(judged)]
+    again = tune(moved, "lambdamart", 2, seed=0)
+    assert again.notes[0] == report.notes[0]
+    assert again.fitted[0] != report.fitted[0]
 
 
 # -- storage --------------------------------------------------------------------------------
