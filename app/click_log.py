@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from index.core.wal import connect_wal, write_transaction
+from index.core.wal import ThreadConnections, write_transaction
 
 __all__ = ["CLICKS_FILE", "ClickLog", "Event", "EventKind", "Session", "Shown"]
 
@@ -106,7 +105,7 @@ class ClickLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._local = threading.local()
+        self._connections = ThreadConnections(path, ("PRAGMA foreign_keys=ON",))
         self._conn().executescript(_SCHEMA)
 
     @classmethod
@@ -115,12 +114,7 @@ class ClickLog:
         return cls(Path(root) / CLICKS_FILE)
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect_wal(self.path)
-            conn.execute("PRAGMA foreign_keys=ON")
-            self._local.conn = conn
-        return conn
+        return self._connections.get()
 
     def add(self, shown: Shown, doc_id: str, kind: EventKind = "click",
             dwell_ms: int | None = None, at: float | None = None) -> Event:
@@ -201,8 +195,5 @@ class ClickLog:
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._connections.close()
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-import threading
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ import numpy.typing as npt
 
 from index.core.errors import SnapshotError
 from index.core.types import Document
-from index.core.wal import connect_wal, write_transaction
+from index.core.wal import ThreadConnections, write_transaction
 
 __all__ = [
     "DELTA_FILE",
@@ -145,7 +144,7 @@ class DeltaLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._local = threading.local()
+        self._connections = ThreadConnections(path)
         self._conn().executescript(_SCHEMA)  # its own transaction; IF NOT EXISTS throughout
 
     @classmethod
@@ -154,11 +153,7 @@ class DeltaLog:
         return cls(Path(root) / DELTA_FILE)
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect_wal(self.path)
-            self._local.conn = conn
-        return conn
+        return self._connections.get()
 
     def _write(self) -> AbstractContextManager[sqlite3.Connection]:
         """One write transaction (`write_transaction`)."""
@@ -166,10 +161,7 @@ class DeltaLog:
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._connections.close()
 
     @staticmethod
     def _last(conn: sqlite3.Connection) -> int:

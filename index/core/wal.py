@@ -10,12 +10,13 @@ handler, so two processes opening one new file at once (two servers on one root)
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["BUSY_MS", "connect_wal", "write_transaction"]
+__all__ = ["BUSY_MS", "ThreadConnections", "connect_wal", "write_transaction"]
 
 BUSY_MS = 30_000
 
@@ -49,3 +50,29 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+class ThreadConnections:
+    """One `connect_wal` connection per thread to one database file, opened on first use
+    (SQLite connections are not shared between threads); `pragmas` run on each new one."""
+
+    def __init__(self, path: Path, pragmas: tuple[str, ...] = ()) -> None:
+        self.path = path
+        self._pragmas = pragmas
+        self._local = threading.local()
+
+    def get(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect_wal(self.path)
+            for pragma in self._pragmas:
+                conn.execute(pragma)
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread ends)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
