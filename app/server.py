@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -82,7 +81,6 @@ def create_app(settings: Settings, engine: Engine | None = None,
         listener = (asyncio.ensure_future(announcer.listen(follows.heard))
                     if follows is not None and announcer is not None else None)
         learner = _click_learner(settings, loaded)
-        freezer = asyncio.ensure_future(_freeze_when_loaded(loaded))
         log.info("serving %s (%d documents, version %s, cache %s, jobs %s)",
                  loaded.snapshot.folder, loaded.n_docs, loaded.version, cache.backend, jobs.mode)
         # A stream dropped for its frozen client ends with its response unfinished, by design
@@ -96,8 +94,7 @@ def create_app(settings: Settings, engine: Engine | None = None,
         finally:
             if follows is not None:
                 follows.close_all()
-            tasks = [t for t in (warmer, sweeper, matcher, listener, learner, freezer)
-                     if t is not None]
+            tasks = [t for t in (warmer, sweeper, matcher, listener, learner) if t is not None]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -140,18 +137,6 @@ async def _sweep(writer: Writer, every: float = SWEEP_SECONDS) -> None:
         except Exception:  # the next round tries again
             log.exception("checking for pending index work failed")
         await asyncio.sleep(every)
-
-
-async def _freeze_when_loaded(engine: Engine) -> None:
-    """Move what start-up allocated (the index's Python objects, the libraries, and the
-    encoder once it has loaded) out of the garbage collector's generations (`gc.freeze`).
-    They live as long as the process, yet each full collection walked them all again: about
-    12 ms for a SciFact index with its encoder, a pause every request and follow update then
-    in flight waited for. Collections now walk only what requests allocate."""
-    gc.freeze()
-    while engine.semantic_state == SemanticState.LOADING:
-        await asyncio.sleep(0.2)
-    gc.freeze()
 
 
 async def _precompute_when_ready(searcher: Searcher, settings: Settings) -> None:
