@@ -78,6 +78,11 @@ def _numbers(rankers: Rankers, ids: Iterable[str]) -> I64:
     return np.asarray([n for n in found if n is not None], dtype=np.int64)
 
 
+def _written(rankers: Rankers, write: _Write) -> I64:
+    """The current numbers of the documents a write stored (none without a delta)."""
+    return _numbers(rankers, write.terms) if rankers.live is not None else np.empty(0, np.int64)
+
+
 def _admitted(rankers: Rankers, follows: dict[int, Follow], docs: I64, keys: set[int]
               ) -> set[int]:
     """Of the follows `keys` a gate let through for the new documents `docs`, those whose
@@ -327,10 +332,9 @@ class FollowHub:
             # its words are matched then (`_embedded_by_words`), not now.
             gated = {k for k in by_term if k in follows and follows[k].vector is None} - rerun
         self._seen = max(self._seen, seq)
-        written = (_numbers(rankers, write.terms) if rankers.live is not None
-                   else np.empty(0, np.int64))
+        written = _written(rankers, write)
         rerun |= _admitted(rankers, follows, written,
-                           self._gate(rankers, {k: follows[k] for k in gated}, write))
+                           self._gate(rankers, {k: follows[k] for k in gated}, write, written))
         embedded = self._embedded_rows(rankers, write.embedded)
         rerun |= _admitted(rankers, follows, embedded, {
             *(k for k in self._near(rankers, embedded) if k in follows),
@@ -385,16 +389,15 @@ class FollowHub:
                 self._held.setdefault(key, set()).update(rewritten - ready)
         return out
 
-    def _gate(self, rankers: Rankers, follows: dict[int, Follow], write: _Write) -> set[int]:
+    def _gate(self, rankers: Rankers, follows: dict[int, Follow], write: _Write, docs: I64
+              ) -> set[int]:
         """The follows sharing a term with a new document that it can enter: the documents are
         scored exactly for every follow's query at once (each document term's BM25
         contribution once, `term_scores`, then added into every follow holding the term,
         `QueryWeights.entering`), against each follow's k-th score. A sorted or browsing
         follow, or one whose query had words it could not search, is re-run whenever a term
-        is shared."""
-        live = rankers.live
+        is shared. `docs`: the write's documents' numbers (`_written`)."""
         view = rankers.view()
-        docs = _numbers(rankers, write.terms) if live is not None else np.empty(0, np.int64)
         if view is None:
             return set(follows)
         if docs.size == 0:
@@ -439,7 +442,8 @@ class FollowHub:
                  if f.phase == "semantic" and f.floor is not None and f.known
                  and not f.params.sort and not f.unplanned and fusion is not None
                  and fusion.method == "evidence"}
-        rerun = self._gate(rankers, {k: f for k, f in ranked.items() if k not in fused}, words)
+        rerun = self._gate(rankers, {k: f for k, f in ranked.items() if k not in fused}, words,
+                           _written(rankers, words))
         if not fused or docs.size == 0 or fusion is None:
             return rerun
         scores = term_scores(view, self.percolator.indexed(words.all_terms), docs)
