@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from index.core.errors import SnapshotError
 from index.core.types import Document
+from index.core.wal import ThreadConnections
 
 __all__ = ["DocStore", "DocStoreWriter", "read_block", "write_block"]
 
@@ -179,6 +179,11 @@ class DocStoreWriter:
             os.close(self._fd)
 
 
+def _read_only(path: Path) -> sqlite3.Connection:
+    """A connection to a finished document store: read-only and immutable (no locking)."""
+    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+
+
 class DocStore:
     """Read-only access, safe to share between threads (one connection per thread)."""
 
@@ -186,22 +191,14 @@ class DocStore:
         if not path.is_file():
             raise SnapshotError(f"{path}: document store is missing")
         self.path = path
-        self._local = threading.local()
+        self._connections = ThreadConnections(path, connect=_read_only)
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            uri = f"file:{self.path}?mode=ro&immutable=1"
-            conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
-            self._local.conn = conn
-        return conn
+        return self._connections.get()
 
     def close(self) -> None:
         """Close this thread's connection (the others close with their threads)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._connections.close()
 
     def _rows(self, sql: str, args: Sequence[Any]) -> list[tuple[Any, ...]]:
         try:

@@ -1,4 +1,5 @@
-"""A durable SQLite connection in WAL mode, as every database in an index root opens one.
+"""A durable SQLite connection in WAL mode, as every database in an index root opens one, and
+the per-thread connections every SQLite file of the project is read through.
 
 ``synchronous=FULL``: in WAL mode, NORMAL may lose the last commits on power loss, and an
 acknowledged write must survive it. The busy timeout lets writers in other processes wait for
@@ -12,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -53,18 +54,21 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 class ThreadConnections:
-    """One `connect_wal` connection per thread to one database file, opened on first use
-    (SQLite connections are not shared between threads); `pragmas` run on each new one."""
+    """One connection per thread to one database file, opened on first use (SQLite
+    connections are not shared between threads): `connect_wal` with `pragmas` run on each
+    new one, or what ``connect`` opens (the snapshot's read-only document store)."""
 
-    def __init__(self, path: Path, pragmas: tuple[str, ...] = ()) -> None:
+    def __init__(self, path: Path, pragmas: tuple[str, ...] = (),
+                 connect: Callable[[Path], sqlite3.Connection] = connect_wal) -> None:
         self.path = path
         self._pragmas = pragmas
+        self._connect = connect
         self._local = threading.local()
 
     def get(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = connect_wal(self.path)
+            conn = self._connect(self.path)
             for pragma in self._pragmas:
                 conn.execute(pragma)
             self._local.conn = conn
