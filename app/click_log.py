@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -131,23 +132,35 @@ class ClickLog:
         """As `add`; None when the event is a click already stored for that search and
         document (a double click, a page sending again), which is then not stored. Dwells are
         all kept: each is one more look at the document."""
-        event = self._event(shown, doc_id, kind, dwell_ms, at)
+        return self.add_all([(shown, doc_id, kind, dwell_ms)], at)[0]
+
+    def add_all(self, items: Sequence[tuple[Shown, str, EventKind, int | None]],
+                at: float | None = None) -> list[Event | None]:
+        """`add_once` for each (search, document, kind, dwell) in turn, in one transaction:
+        all are stored or none."""
+        events = [self._event(shown, doc_id, kind, dwell_ms, at)
+                  for shown, doc_id, kind, dwell_ms in items]
+        out: list[Event | None] = []
         with write_transaction(self._conn()) as conn:
-            if kind == "click" and conn.execute(
-                    "SELECT 1 FROM events WHERE search_id = ? AND doc_id = ? AND kind = 'click'",
-                    (event.search_id, event.doc_id)).fetchone() is not None:
-                return None
-            conn.execute(
-                "INSERT OR IGNORE INTO searches VALUES (?, ?, ?, ?, ?, ?)",
-                (shown.search_id, shown.query, shown.filter, json.dumps(list(shown.shown)),
-                 shown.model, shown.at),
-            )
-            conn.execute(
-                "INSERT INTO events (search_id, doc_id, rank, kind, dwell_ms, at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (event.search_id, event.doc_id, event.rank, event.kind, event.dwell_ms, event.at),
-            )
-        return event
+            for (shown, _, kind, _), event in zip(items, events, strict=True):
+                if kind == "click" and conn.execute(
+                        "SELECT 1 FROM events WHERE search_id = ? AND doc_id = ? "
+                        "AND kind = 'click'", (event.search_id, event.doc_id)).fetchone():
+                    out.append(None)
+                    continue
+                conn.execute(
+                    "INSERT OR IGNORE INTO searches VALUES (?, ?, ?, ?, ?, ?)",
+                    (shown.search_id, shown.query, shown.filter, json.dumps(list(shown.shown)),
+                     shown.model, shown.at),
+                )
+                conn.execute(
+                    "INSERT INTO events (search_id, doc_id, rank, kind, dwell_ms, at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (event.search_id, event.doc_id, event.rank, event.kind, event.dwell_ms,
+                     event.at),
+                )
+                out.append(event)
+        return out
 
     @staticmethod
     def _event(shown: Shown, doc_id: str, kind: EventKind, dwell_ms: int | None,

@@ -167,8 +167,9 @@ async def _searches_of(events: Events, wanted: list[EventIn]) -> dict[str, Shown
 
 
 def _store(log_: ClickLog, wanted: list[EventIn], shown: dict[str, Shown]) -> list[bool]:
-    return [log_.add_once(shown[e.search_id], e.doc_id, e.kind, e.dwell_ms) is not None
-            for e in wanted]
+    """Store the request's events in one transaction; which were new (not a repeated click)."""
+    stored = log_.add_all([(shown[e.search_id], e.doc_id, e.kind, e.dwell_ms) for e in wanted])
+    return [event is not None for event in stored]
 
 
 async def _accept(request: Request, events: Events) -> dict[str, int]:
