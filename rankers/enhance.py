@@ -127,9 +127,10 @@ class EnhancedRanker:
         passage layout the highlights need."""
         view = view or self.view
         docs, sem_scores = semantic.docs, semantic.scores
+        semantic_ranks = np.arange(docs.size)  # 0-based, in the semantic phase's list
         if view.single is None:
             keep = view.embedded(docs)
-            docs, sem_scores = docs[keep], sem_scores[keep]
+            docs, sem_scores, semantic_ranks = docs[keep], sem_scores[keep], np.flatnonzero(keep)
         if keyword.all_scores is not None:
             bm25 = keyword.all_scores[docs].astype(np.float32)
         else:
@@ -139,10 +140,6 @@ class EnhancedRanker:
         dense = doc_vectors @ q
         layout = view.passages(docs, q)
         ps = passage_scores(layout.sims, layout.pairs, layout.offsets, layout.kinds)
-        semantic_ranks = (
-            np.arange(docs.size) if docs.size == semantic.docs.size
-            else previous_ranks(docs, semantic.docs)
-        )  # fmt: skip
         lengths = view.gather(docs, lambda seg, rows: seg.lengths(rows))
         feats = {
             "bm25": bm25,
