@@ -132,9 +132,8 @@ class Rankers:
             if self.live is None:
                 return None
             return live_view(self.live, self.keyword, self.semantic, self.enhanced)
-        view = live_view(self.live, self.keyword, self.semantic, self.enhanced, always=True)
-        assert view is not None and self.queries is not None
-        versions = [self.snapshot.version, self.version][: len(view.segments)]
+        assert self.queries is not None
+        view, versions = self._segments()
         return self.queries.limit(view, query, versions)
 
     def admits(self, params: SearchParams, docs: I64) -> B:
@@ -142,10 +141,16 @@ class Rankers:
         query = self.structured(params)
         if query is None or query.filter is None:
             return np.ones(docs.size, dtype=bool)
-        view = live_view(self.live, self.keyword, self.semantic, self.enhanced, always=True)
-        assert view is not None and self.queries is not None
-        versions = [self.snapshot.version, self.version][: len(view.segments)]
+        assert self.queries is not None
+        view, versions = self._segments()
         return self.queries.admits(view, query, versions, docs)
+
+    def _segments(self) -> tuple[SegmentView, list[str]]:
+        """Every segment, the snapshot's alone too, and each one's version (a filter's masks
+        are cached by it)."""
+        view = live_view(self.live, self.keyword, self.semantic, self.enhanced, always=True)
+        assert view is not None
+        return view, [self.snapshot.version, self.version][: len(view.segments)]
 
     def structured(self, params: SearchParams) -> Structured | None:
         """The checked structured part of a query (None: it has none); `QueryError` (400)."""
