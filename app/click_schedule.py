@@ -21,8 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ import anyio
 from app.click_log import ClickLog
 from app.engine import Engine, SemanticState
 from app.settings import Settings
+from index.core.atomic import write_atomic
 from index.filelock import file_lock
 
 if TYPE_CHECKING:
@@ -87,14 +86,7 @@ def read_marker(root: Path) -> Marker:
 def _write_marker(root: Path, marker: Marker, report: ClickReport) -> None:
     text = json.dumps({"seq": marker.seq, "at": marker.at, "installed": report.installed,
                        "report": report.lines()}, indent=1)
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".tmp-clicks-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, root / MARKER)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(root / MARKER, text)
 
 
 def clicks_since(clicks: ClickLog, marker: Marker, at_least: int) -> int:

@@ -11,11 +11,10 @@ one, whole. No pointer means the default weights.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from index.core.atomic import write_atomic
 from index.core.errors import ModelError
 from rankers.learned import RankModel, digest, model_from_text
 
@@ -32,19 +31,6 @@ class InstalledModel:
     """The model file's name without its suffix: ``enhanced-<digest>``."""
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def install_model(root: Path, model: RankModel) -> str:
     """Write `model` under ``root/models`` and make it the installed one; its version."""
     folder = Path(root) / MODELS
@@ -52,8 +38,8 @@ def install_model(root: Path, model: RankModel) -> str:
     text = model.to_text()
     version = f"enhanced-{digest(text)}"
     name = version + model.suffix
-    _write_atomic(folder / name, text)
-    _write_atomic(folder / POINTER, name + "\n")
+    write_atomic(folder / name, text)
+    write_atomic(folder / POINTER, name + "\n")
     return version
 
 
