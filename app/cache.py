@@ -9,18 +9,16 @@ request.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Protocol
 
-import redis.asyncio as aioredis
 from cachetools import TTLCache
-from redis.exceptions import RedisError
 
 from app.metrics import Metrics
+from app.redis_link import REDIS_ERRORS, RedisLink
 
 __all__ = ["Cache", "MemoryCache", "RedisCache", "make_cache"]
 
@@ -93,77 +91,59 @@ class RedisCache:
     def __init__(self, url: str, ttl: float, timeout: float, backoff: float,
                  metrics: Metrics) -> None:
         self.ttl_ms = max(1, int(ttl * 1000))
-        self.timeout = timeout
-        self.backoff = backoff
         self.metrics = metrics
-        self._down_until = 0.0
-        self._client = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry_on_timeout=False,
-            health_check_interval=0,
-        )
-
-    def _usable(self) -> bool:
-        return time.monotonic() >= self._down_until
+        self._redis = RedisLink(url, timeout, backoff, "the cache")
+        self._client = self._redis.client
 
     def _failed(self, what: str, exc: BaseException) -> None:
         self.metrics.cache_failures.labels("redis").inc()
-        if self._usable():
-            log.warning("redis %s failed (%s: %s); skipping the cache for %.1f s",
-                        what, type(exc).__name__, exc, self.backoff)
-        self._down_until = time.monotonic() + self.backoff
+        self._redis.failed(what, exc)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        if not keys or not self._usable():
+        if not keys or not self._redis.usable():
             return [None] * len(keys)
         try:
-            # wait_for bounds the whole call, connection set-up and retries included.
-            values = await asyncio.wait_for(self._client.mget(list(keys)), self.timeout * 2)
-        except (RedisError, OSError, TimeoutError) as exc:
+            values = await self._redis.call(self._client.mget(list(keys)))
+        except REDIS_ERRORS as exc:
             self._failed("get", exc)
             return [None] * len(keys)
         return [v if isinstance(v, bytes) else None for v in values]
 
     async def set(self, key: str, value: bytes) -> None:
-        if not self._usable():
+        if not self._redis.usable():
             return
         try:
-            await asyncio.wait_for(self._client.set(key, value, px=self.ttl_ms), self.timeout * 2)
-        except (RedisError, OSError, TimeoutError) as exc:
+            await self._redis.call(self._client.set(key, value, px=self.ttl_ms))
+        except REDIS_ERRORS as exc:
             self._failed("set", exc)
 
     async def count(self, key: str, member: str) -> None:
-        if not self._usable():
+        if not self._redis.usable():
             return
         try:
-            await asyncio.wait_for(self._client.zincrby(key, 1, member), self.timeout * 2)
-        except (RedisError, OSError, TimeoutError) as exc:
+            await self._redis.call(self._client.zincrby(key, 1, member))
+        except REDIS_ERRORS as exc:
             self._failed("count", exc)
 
     async def claim(self, key: str) -> bool:
         """Set `key` if absent (for a day): true for exactly one caller across processes."""
         try:
-            done = await asyncio.wait_for(self._client.set(key, b"1", nx=True, ex=86_400), 5.0)
-        except (RedisError, OSError, TimeoutError) as exc:
+            done = await self._redis.call(self._client.set(key, b"1", nx=True, ex=86_400), 5.0)
+        except REDIS_ERRORS as exc:
             self._failed("claim", exc)
             return False
         return bool(done)
 
     async def top(self, key: str, n: int) -> list[str]:
         try:
-            members = await asyncio.wait_for(self._client.zrevrange(key, 0, n - 1), 5.0)
-        except (RedisError, OSError, TimeoutError) as exc:
+            members = await self._redis.call(self._client.zrevrange(key, 0, n - 1), 5.0)
+        except REDIS_ERRORS as exc:
             self._failed("top", exc)
             return []
         return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
 
     async def close(self) -> None:
-        try:
-            await self._client.aclose()
-        except (RedisError, OSError) as exc:  # closing a dead connection is not an error
-            log.debug("redis close: %s", exc)
+        await self._redis.close()
 
 
 def make_cache(redis_url: str | None, *, size: int, ttl: float, timeout: float,

@@ -15,7 +15,6 @@ up in a Redis that fails raises `SearchStoreError`, which `POST /events` answers
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import time
@@ -23,11 +22,10 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import orjson
-import redis.asyncio as aioredis
 from cachetools import TTLCache
-from redis.exceptions import RedisError
 
 from app.click_log import Shown
+from app.redis_link import REDIS_ERRORS, RedisLink
 from app.settings import Settings
 
 __all__ = [
@@ -126,47 +124,29 @@ class RedisSearches:
 
     def __init__(self, url: str, ttl: float, timeout: float, backoff: float) -> None:
         self.ttl_ms = max(1, int(ttl * 1000))
-        self.timeout = timeout
-        self.backoff = backoff
-        self._down_until = 0.0
-        self._client = aioredis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout,
-            retry_on_timeout=False, health_check_interval=0,
-        )
-
-    def _failed(self, what: str, exc: BaseException) -> None:
-        if time.monotonic() >= self._down_until:
-            log.warning("redis %s of a recent search failed (%s: %s); skipping it for %.1f s",
-                        what, type(exc).__name__, exc, self.backoff)
-        self._down_until = time.monotonic() + self.backoff
+        self._redis = RedisLink(url, timeout, backoff, "the recent searches")
 
     async def remember(self, shown: Shown) -> None:
-        if time.monotonic() < self._down_until:
+        if not self._redis.usable():
             return
         try:
-            await asyncio.wait_for(
-                self._client.set(KEY_PREFIX + shown.search_id, encode_shown(shown),
-                                 px=self.ttl_ms),
-                self.timeout * 2)
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._failed("write", exc)
+            await self._redis.call(self._redis.client.set(
+                KEY_PREFIX + shown.search_id, encode_shown(shown), px=self.ttl_ms))
+        except REDIS_ERRORS as exc:
+            self._redis.failed("write of a recent search", exc)
 
     async def find(self, search_id: str) -> Shown | None:
-        if time.monotonic() < self._down_until:
+        if not self._redis.usable():
             raise SearchStoreError("redis is unreachable")
         try:
-            raw = await asyncio.wait_for(self._client.get(KEY_PREFIX + search_id),
-                                         self.timeout * 2)
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._failed("read", exc)
+            raw = await self._redis.call(self._redis.client.get(KEY_PREFIX + search_id))
+        except REDIS_ERRORS as exc:
+            self._redis.failed("read of a recent search", exc)
             raise SearchStoreError("redis is unreachable") from None
         return decode_shown(search_id, raw) if isinstance(raw, bytes) else None
 
     async def close(self) -> None:
-        try:
-            await self._client.aclose()
-        except (RedisError, OSError) as exc:  # closing a dead connection is not an error
-            log.debug("redis close: %s", exc)
+        await self._redis.close()
 
 
 def make_searches(settings: Settings) -> RecentSearches:
