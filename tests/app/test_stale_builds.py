@@ -33,7 +33,8 @@ def test_killed_compaction_folder_is_removed_at_the_next_start(sample_root: Path
         with running_server(root, tmp_path / "server.log") as s, httpx.Client() as http:
             s.wait_ready(http, semantic=False)
             deadline = time.monotonic() + 30
-            while dead.exists():
+            # the sweep logs what it removed once it has removed them all: wait for both
+            while dead.exists() or f"removed {dead}" not in s.output():
                 assert time.monotonic() < deadline, s.output()
                 time.sleep(0.05)
             assert live.is_dir()
